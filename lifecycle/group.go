@@ -1,0 +1,813 @@
+// Package lifecycle supervises the long-running parts of a service process
+// and shuts them down gracefully.
+//
+// A program adds its components (servers, workers, pools, clients) to a
+// [Group] in the order they depend on each other, and calls [Group.Run]. Run
+// starts the components one by one, each only when the previous one is ready,
+// and runs them until the first of: the context is done, a signal arrives, or a
+// component fails. Then it shuts down within one deadline: readiness turns
+// not-ready and the components are told to drain; after the drain delay they
+// are stopped in reverse order; what does not stop by the deadline is
+// abandoned and named. Run returns an error that says what went wrong, or nil
+// for a clean stop; [ExitCode] turns it into the process's exit code.
+//
+// A Group is itself a [Component], so the modules of a monolith can each have a
+// Group of their own under one parent.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Group starts, runs and stops a set of components. Create one with [New]; a
+// zero Group is valid too and has the default options. A Group is run once:
+// either by Run, which owns the process (signals, drain delay, shutdown
+// timeout), or as a component of another Group, through Start and Stop.
+type Group struct {
+	mu      sync.Mutex
+	cfg     config
+	entries []*entry
+	names   map[string]struct{}
+	addErrs []error
+
+	state    runState
+	mode     runMode
+	phase    Phase
+	phaseAt  time.Time
+	ready    chan struct{} // closed when the Group enters PhaseRunning
+	shutdown chan struct{} // closed when the shutdown begins
+	cause    error         // what began the shutdown
+
+	base         context.Context // the caller's context, without its cancellation
+	budget       context.Context // the stop context of Run: detached, with the shutdown deadline
+	forceBudget  context.CancelCauseFunc
+	cancelBudget context.CancelFunc
+	forced       bool
+	forceSent    bool // ErrForced already returned by takeErrs
+
+	stopReq   context.Context // the context of the Stop that asked for the shutdown
+	startDone chan struct{}   // closed when the start phase has ended
+	finishing bool            // the stop phase was begun
+	finished  chan struct{}   // closed when the stop phase has ended
+	ended     bool
+	errs      []error
+
+	handshake chan struct{} // a Start goroutine tells the start loop it is running
+	eg        errgroup.Group
+}
+
+type runState int
+
+const (
+	stateIdle   runState = iota
+	stateActive          // Run or Start was called
+	stateClosed          // ended, or refused to start
+)
+
+type runMode int
+
+const (
+	modeRun runMode = iota
+	modeComponent
+)
+
+// entry is one component of the Group and what the Group knows of it.
+type entry struct {
+	name string
+	c    Component
+
+	// Written by the start loop, read by the stop phase after it.
+	launched  bool
+	stop      bool // Stop must be called: Start was called and did not fail before ready
+	readyC    <-chan struct{}
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	done      chan struct{} // closed when Start has returned
+	startedAt time.Time
+
+	// Guarded by Group.mu.
+	isReady    bool
+	exited     bool
+	stopping   bool
+	unreported bool  // Start returned before ready and before Stop, and nobody reported it yet
+	err        error // what Start returned; read after done is closed
+}
+
+var (
+	_ Component = (*Group)(nil)
+	_ Readier   = (*Group)(nil)
+	_ Drainer   = (*Group)(nil)
+)
+
+// New returns a Group configured by opts. Invalid options are reported by Run
+// (or Start), before anything starts.
+func New(opts ...Option) *Group {
+	g := &Group{}
+	for _, opt := range opts {
+		opt(&g.cfg)
+	}
+	return g
+}
+
+// Add adds a component under a name that is unique in the Group. Components
+// start in the order they were added and stop in the reverse order. Add returns
+// an error matching [ErrInvalid] for an empty or duplicate name, a nil
+// component, or a Group that was already run; Run returns the same errors, so a
+// caller may leave them to Run.
+func (g *Group) Add(name string, c Component) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateIdle {
+		return invalid("Add(%q) after Run or Start", name)
+	}
+	var err error
+	switch {
+	case name == "":
+		err = invalid("component with an empty name")
+	case isNil(c):
+		err = invalid("component %q is nil", name)
+	default:
+		if _, dup := g.names[name]; dup {
+			err = invalid("duplicate component name %q", name)
+		}
+	}
+	if err != nil {
+		g.addErrs = append(g.addErrs, err)
+		return err
+	}
+	if g.names == nil {
+		g.names = make(map[string]struct{})
+	}
+	g.names[name] = struct{}{}
+	g.entries = append(g.entries, &entry{name: name, c: c})
+	return nil
+}
+
+func isNil(c Component) bool {
+	if c == nil {
+		return true
+	}
+	v := reflect.ValueOf(c)
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
+}
+
+// Run starts the components, runs them, and shuts them down on the first of:
+// ctx is done, one of the configured signals arrives, a component's Start
+// fails, panics or returns, or Stop is called. It blocks until the shutdown has
+// ended, and returns no later than the shutdown timeout (counted from the
+// moment the shutdown began) plus a fixed grace of 200 ms, whatever the
+// components do. A second signal during the shutdown forces it: the stop
+// context is cancelled with [ErrForced] and Run returns promptly.
+//
+// Run returns nil when the shutdown was asked for (ctx, signal, Stop) and
+// every component stopped cleanly. Otherwise it returns the errors joined: a
+// [*ComponentError] for each failure, [ErrForced] first if the shutdown was
+// forced. Configuration errors ([ErrInvalid]) are returned before anything
+// starts. After Run returns the signal handlers are unregistered and no
+// goroutine of the Group is left, except those still running a component's
+// Start or Stop that was abandoned.
+func (g *Group) Run(ctx context.Context) error {
+	if err := g.begin(ctx, modeRun, "Run"); err != nil {
+		return err
+	}
+	stopSignals := g.watchSignals()
+	if g.startAll(ctx) {
+		g.enterRunning()
+		select {
+		case <-ctx.Done():
+			g.trigger(context.Cause(ctx))
+		case <-g.shutdown:
+		}
+		g.Drain()
+		if d := g.cfg.drainDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-g.stopContext().Done():
+			}
+			t.Stop()
+		}
+	}
+	g.finish(g.stopContext())
+	stopSignals()
+	g.end()
+	return g.takeErrs()
+}
+
+// Start runs the Group as a component of another Group: it starts the
+// components in order (signals are not handled, and the drain delay is the
+// parent's), and blocks while they run. [Group.Ready] is closed when all are
+// ready. Start returns nil after Stop has stopped them, or the errors at once
+// when a component fails, leaving the drain and the stop to the parent. If the
+// start fails, Start stops what started (within the Group's own shutdown
+// timeout) before it returns the errors.
+func (g *Group) Start(ctx context.Context) error {
+	if err := g.begin(ctx, modeComponent, "Start"); err != nil {
+		return err
+	}
+	ok := g.startAll(ctx)
+	close(g.startDone)
+	if !ok {
+		g.finish(g.stopContext())
+		g.end()
+		return g.takeErrs()
+	}
+	g.enterRunning()
+	select {
+	case <-ctx.Done():
+		g.trigger(context.Cause(ctx))
+	case <-g.shutdown:
+	}
+	g.mu.Lock()
+	requested := g.stopReq != nil
+	g.mu.Unlock()
+	if requested {
+		<-g.finished
+		return nil
+	}
+	if ctx.Err() != nil {
+		g.finish(g.stopContext())
+		g.end()
+	}
+	return g.takeErrs()
+}
+
+// Stop stops the components of a Group run by Start, in reverse order, bounded
+// by ctx, and returns their errors joined; it blocks until they have stopped or
+// were abandoned. A Stop before Start makes the Group refuse to start. For a
+// Group run by Run, Stop begins the shutdown as a cancelled context would, and
+// waits until Run has ended or ctx is done; Run reports the errors.
+func (g *Group) Stop(ctx context.Context) error {
+	g.mu.Lock()
+	if g.state != stateActive {
+		g.state = stateClosed
+		g.mu.Unlock()
+		return nil
+	}
+	mode := g.mode
+	if g.stopReq == nil {
+		g.stopReq = ctx
+	}
+	g.mu.Unlock()
+	g.trigger(errStopRequested)
+	if mode == modeRun {
+		select {
+		case <-g.finished:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	<-g.startDone
+	g.finish(ctx)
+	g.end()
+	return g.takeErrs()
+}
+
+// errStopRequested is the cause of a shutdown that Stop asked for.
+var errStopRequested = errors.New("lifecycle: Stop called")
+
+// Drain turns the Group's readiness off and tells the components that
+// implement [Drainer] that the drain has begun. Run calls it when the shutdown
+// begins; a parent Group calls it for a nested one. It does not block and does
+// nothing unless the Group is running.
+func (g *Group) Drain() {
+	g.mu.Lock()
+	running := g.phase == PhaseRunning
+	g.mu.Unlock()
+	if !running {
+		return
+	}
+	g.setPhase(PhaseDraining)
+	for i := len(g.entries) - 1; i >= 0; i-- {
+		e := g.entries[i]
+		d, ok := e.c.(Drainer)
+		if !ok || !e.stop {
+			continue
+		}
+		if err := protect(func() error { d.Drain(); return nil }); err != nil {
+			g.record(&ComponentError{Component: e.name, Phase: PhaseDraining, Err: err})
+		}
+	}
+}
+
+// Ready returns a channel that is closed when every component is ready and
+// the Group is running. It makes a Group a [Readier].
+func (g *Group) Ready() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.lazyInit()
+	return g.ready
+}
+
+// Phase returns the Group's current phase.
+func (g *Group) Phase() Phase {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.phase
+}
+
+// Cause returns what began the shutdown: a [*SignalError], the cause of the
+// context passed to Run, a component's [*ComponentError], or the error of a
+// start that failed. It returns nil until the shutdown begins.
+func (g *Group) Cause() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cause
+}
+
+// ReadyHandler returns an http.Handler for a readiness probe (Kubernetes
+// /readyz): 200 "ok" while the Group is running, 503 "not ready: <phase>"
+// before and from the first moment of the drain.
+func (g *Group) ReadyHandler() http.Handler {
+	return healthHandler(g, func(p Phase) bool { return p == PhaseRunning })
+}
+
+// LiveHandler returns an http.Handler for a liveness probe (Kubernetes
+// /livez): 200 "ok" until the Group has stopped, 503 "not live: stopped"
+// after. Draining and stopping are alive: the orchestrator must not kill the
+// process for shutting down.
+func (g *Group) LiveHandler() http.Handler {
+	return healthHandler(g, func(p Phase) bool { return p != PhaseStopped })
+}
+
+func healthHandler(g *Group, ok func(Phase) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		p := g.Phase()
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		if ok(p) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, "ok\n")
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: "+p.String()+"\n")
+	})
+}
+
+func (g *Group) lazyInit() {
+	if g.ready == nil {
+		g.ready = make(chan struct{})
+	}
+}
+
+// begin checks the configuration and moves the Group from idle to active.
+func (g *Group) begin(ctx context.Context, mode runMode, verb string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch g.state {
+	case stateActive:
+		return invalid("%s called on a Group that is already running", verb)
+	case stateClosed:
+		return invalid("%s called on a Group that has ended or was stopped", verb)
+	}
+	g.state = stateClosed // unless all is well below
+	g.lazyInit()
+	if errs := append(g.cfg.resolve(), g.addErrs...); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	g.state = stateActive
+	g.mode = mode
+	g.base = context.WithoutCancel(ctx)
+	g.shutdown = make(chan struct{})
+	g.startDone = make(chan struct{})
+	g.finished = make(chan struct{})
+	g.handshake = make(chan struct{})
+	g.phaseAt = time.Now()
+	return nil
+}
+
+// watchSignals handles the configured signals until the returned function is
+// called: the first begins the shutdown, the second forces it.
+func (g *Group) watchSignals() (stop func()) {
+	if len(g.cfg.signals) == 0 {
+		return func() {}
+	}
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, g.cfg.signals...)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 1; ; n++ {
+			select {
+			case s := <-ch:
+				if n == 1 {
+					g.trigger(&SignalError{Signal: s})
+				} else {
+					g.force()
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(quit)
+		<-done
+	}
+}
+
+// trigger begins the shutdown with cause, unless it has begun already, and
+// starts the shutdown budget.
+func (g *Group) trigger(cause error) {
+	if cause == nil {
+		cause = context.Canceled
+	}
+	g.mu.Lock()
+	if g.cause != nil {
+		g.mu.Unlock()
+		return
+	}
+	g.cause = cause
+	ctx, force := context.WithCancelCause(g.base)
+	g.budget, g.cancelBudget = context.WithDeadlineCause(ctx, time.Now().Add(g.cfg.shutdownTimeout), ErrTimeout)
+	g.forceBudget = force
+	close(g.shutdown)
+	g.mu.Unlock()
+	g.emit(Event{Kind: EventShutdown, Err: cause})
+}
+
+// force cuts the shutdown short: the stop context is cancelled with ErrForced.
+func (g *Group) force() {
+	g.mu.Lock()
+	if g.forced || g.forceBudget == nil {
+		g.mu.Unlock()
+		return
+	}
+	g.forced = true
+	g.mu.Unlock()
+	g.forceBudget(ErrForced)
+	g.emit(Event{Kind: EventForced, Err: ErrForced})
+}
+
+// stopContext is the context of the stop phase: that of the Stop that asked
+// for the shutdown, or else the shutdown budget.
+func (g *Group) stopContext() context.Context {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopReq != nil {
+		return g.stopReq
+	}
+	return g.budget
+}
+
+func (g *Group) setPhase(p Phase) {
+	g.mu.Lock()
+	if p <= g.phase {
+		g.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	took := now.Sub(g.phaseAt)
+	g.phase, g.phaseAt = p, now
+	g.mu.Unlock()
+	g.emit(Event{Kind: EventPhase, Phase: p, Duration: took})
+}
+
+func (g *Group) enterRunning() {
+	g.setPhase(PhaseRunning)
+	close(g.ready)
+}
+
+func (g *Group) record(err error) {
+	g.mu.Lock()
+	g.errs = append(g.errs, err)
+	g.mu.Unlock()
+}
+
+// takeErrs returns the errors recorded so far, joined, and forgets them.
+func (g *Group) takeErrs() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	errs := g.errs
+	g.errs = nil
+	if g.forced && !g.forceSent {
+		g.forceSent = true
+		errs = append([]error{ErrForced}, errs...)
+	}
+	return errors.Join(errs...)
+}
+
+// startAll starts the components in order. It returns true when all are
+// ready, and false, with the shutdown begun, when the start did not complete.
+func (g *Group) startAll(ctx context.Context) bool {
+	g.setPhase(PhaseStarting)
+	var timeout <-chan time.Time
+	if d := g.cfg.startTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	base := g.base
+	for _, e := range g.entries {
+		select {
+		case <-g.shutdown:
+			return false
+		case <-ctx.Done():
+			g.trigger(context.Cause(ctx))
+			return false
+		default:
+		}
+		if err := g.launch(base, e); err != nil {
+			g.failStart(e, err)
+			return false
+		}
+		if e.readyC != nil && !g.awaitReady(ctx, e, timeout) {
+			return false
+		}
+	}
+	return true
+}
+
+// launch calls e's Start in a goroutine of the errgroup, and returns when that
+// goroutine is about to call it.
+func (g *Group) launch(base context.Context, e *entry) error {
+	if r, ok := e.c.(Readier); ok {
+		if err := protect(func() error { e.readyC = r.Ready(); return nil }); err != nil {
+			return err
+		}
+	}
+	e.ctx, e.cancel = context.WithCancelCause(base)
+	e.done = make(chan struct{})
+	e.launched, e.stop = true, true
+	e.isReady = e.readyC == nil // set before the goroutine exists: no lock needed
+	g.emit(Event{Kind: EventStarting, Component: e.name})
+	e.startedAt = time.Now()
+	g.eg.Go(func() error {
+		g.handshake <- struct{}{}
+		err := protect(func() error { return e.c.Start(e.ctx) })
+		g.exited(e, err)
+		return nil
+	})
+	<-g.handshake
+	if e.readyC == nil {
+		g.emit(Event{Kind: EventReady, Component: e.name, Duration: time.Since(e.startedAt)})
+	}
+	return nil
+}
+
+// awaitReady waits until e is ready. It returns false, with the shutdown
+// begun, if e's Start returned first, the start timeout ran out, or the
+// shutdown began.
+func (g *Group) awaitReady(ctx context.Context, e *entry, timeout <-chan time.Time) bool {
+	select {
+	case <-e.readyC:
+		g.mu.Lock()
+		exited := e.exited
+		e.isReady = !exited
+		g.mu.Unlock()
+		if !exited {
+			g.emit(Event{Kind: EventReady, Component: e.name, Duration: time.Since(e.startedAt)})
+			return true
+		}
+	case <-e.done:
+	case <-timeout:
+		err := &ComponentError{Component: e.name, Phase: PhaseStarting,
+			Err: fmt.Errorf("not ready within the start timeout %v: %w", g.cfg.startTimeout, ErrTimeout)}
+		g.record(err)
+		g.trigger(err)
+		return false
+	case <-g.shutdown:
+		return false
+	case <-ctx.Done():
+		g.trigger(context.Cause(ctx))
+		return false
+	}
+	// Start returned before the component was ready: it failed to start, and
+	// is not stopped.
+	<-e.done
+	e.stop = false
+	err := e.err
+	if err == nil {
+		err = fmt.Errorf("Start returned before the component was ready: %w", ErrExited)
+	}
+	g.failStart(e, err)
+	return false
+}
+
+func (g *Group) failStart(e *entry, err error) {
+	cerr := &ComponentError{Component: e.name, Phase: PhaseStarting, Err: err}
+	g.record(cerr)
+	g.trigger(cerr)
+}
+
+// exited records that e's Start returned err. A return while the Group is
+// running, or before the component's Stop was called, shuts the Group down.
+func (g *Group) exited(e *entry, err error) {
+	g.mu.Lock()
+	e.err = err
+	e.exited = true
+	stopping := e.stopping
+	report := e.isReady && !stopping
+	e.unreported = !report && !stopping
+	phase := g.phase
+	g.mu.Unlock()
+	close(e.done)
+	g.emit(Event{Kind: EventExited, Component: e.name, Err: err})
+	switch {
+	case stopping:
+		if !benign(e.ctx, err) {
+			g.record(&ComponentError{Component: e.name, Phase: PhaseStopping, Err: err})
+		}
+	case report:
+		if err == nil {
+			err = ErrExited
+		}
+		cerr := &ComponentError{Component: e.name, Phase: phase, Err: err}
+		g.record(cerr)
+		g.trigger(cerr)
+	}
+}
+
+// benign reports whether err, returned by a Start after its Stop, says no more
+// than that the component was stopped.
+func benign(ctx context.Context, err error) bool {
+	return err == nil ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, http.ErrServerClosed) ||
+		(ctx.Err() != nil && errors.Is(err, context.Cause(ctx)))
+}
+
+// finish runs the stop phase once; a second caller waits for it to end or for
+// its ctx to be done.
+func (g *Group) finish(ctx context.Context) {
+	g.mu.Lock()
+	if g.finishing {
+		g.mu.Unlock()
+		select {
+		case <-g.finished:
+		case <-ctx.Done():
+		}
+		return
+	}
+	g.finishing = true
+	g.mu.Unlock()
+	g.stopAll(ctx)
+	close(g.finished)
+}
+
+// stopAll stops the started components in reverse order, bounded by ctx.
+func (g *Group) stopAll(ctx context.Context) {
+	g.setPhase(PhaseStopping)
+	w := waiter{ctx: ctx}
+	for i := len(g.entries) - 1; i >= 0; i-- {
+		if e := g.entries[i]; e.stop {
+			g.stopOne(ctx, e, &w)
+		}
+	}
+}
+
+func (g *Group) stopOne(ctx context.Context, e *entry, w *waiter) {
+	g.mu.Lock()
+	e.stopping = true
+	cause := g.cause
+	g.mu.Unlock()
+	g.emit(Event{Kind: EventStopping, Component: e.name})
+	began := time.Now()
+	stopped := make(chan struct{})
+	var err error
+	go func() {
+		err = protect(func() error { return e.c.Stop(ctx) })
+		close(stopped)
+	}()
+	if !w.wait(stopped) {
+		g.abandon(ctx, e, "Stop did not return")
+		e.cancel(cause)
+		return
+	}
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
+		g.record(&ComponentError{Component: e.name, Phase: PhaseStopping, Err: err})
+	}
+	e.cancel(cause)
+	if !w.wait(e.done) {
+		g.abandon(ctx, e, "Start did not return after Stop")
+		return
+	}
+	g.mu.Lock()
+	unreported := e.unreported
+	g.mu.Unlock()
+	if unreported && !benign(e.ctx, e.err) {
+		// Start failed after the start had already failed for another reason.
+		g.record(&ComponentError{Component: e.name, Phase: PhaseStarting, Err: e.err})
+	}
+	g.emit(Event{Kind: EventStopped, Component: e.name, Err: err, Duration: time.Since(began)})
+}
+
+func (g *Group) abandon(ctx context.Context, e *entry, what string) {
+	var err error
+	if errors.Is(context.Cause(ctx), ErrForced) {
+		err = fmt.Errorf("%s before the shutdown was forced: %w", what, ErrForced)
+	} else {
+		err = fmt.Errorf("%s within the shutdown timeout: %w", what, ErrTimeout)
+	}
+	cerr := &ComponentError{Component: e.name, Phase: PhaseStopping, Err: err}
+	g.record(cerr)
+	g.emit(Event{Kind: EventAbandoned, Component: e.name, Err: cerr})
+}
+
+// end moves the Group to PhaseStopped and releases what the run held.
+func (g *Group) end() {
+	g.mu.Lock()
+	if g.ended {
+		g.mu.Unlock()
+		return
+	}
+	g.ended = true
+	cause := g.cause
+	g.mu.Unlock()
+	g.setPhase(PhaseStopped)
+	all := true
+	for _, e := range g.entries {
+		if !e.launched {
+			continue
+		}
+		e.cancel(cause)
+		select {
+		case <-e.done:
+		default:
+			all = false
+		}
+	}
+	if all {
+		_ = g.eg.Wait() // every Start has returned: this does not block
+	}
+	g.mu.Lock()
+	if g.cancelBudget != nil {
+		g.cancelBudget()
+		g.forceBudget(nil)
+	}
+	g.state = stateClosed
+	g.mu.Unlock()
+}
+
+// waiter bounds the waits of a stop phase: each wait ends when its channel is
+// closed, or after ctx is done and a short grace has passed. All waits that
+// begin after ctx is done share one grace period of stopGrace; each may take
+// up to half of it.
+type waiter struct {
+	ctx context.Context
+	end time.Time // zero until ctx is seen done
+}
+
+// wait reports whether ch was closed in time.
+func (w *waiter) wait(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+	}
+	if w.end.IsZero() {
+		select {
+		case <-ch:
+			return true
+		case <-w.ctx.Done():
+			w.end = time.Now().Add(stopGrace)
+		}
+	}
+	limit := time.Until(w.end)
+	if limit > stopGrace/2 {
+		limit = stopGrace / 2
+	}
+	if limit <= 0 {
+		return false
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// protect calls fn and turns a panic into a *PanicError.
+func protect(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}
