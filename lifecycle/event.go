@@ -3,8 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"strconv"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
