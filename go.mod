@@ -2,4 +2,9 @@ module github.com/graceful-go/graceful
 
 go 1.26.8
 
-require golang.org/x/sync v0.25.0
+require (
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sync v0.25.0
+)
+
+require github.com/stretchr/testify v1.12.1 // indirect
