@@ -1,0 +1,424 @@
+// Package grpccomponent runs a gRPC server as a [lifecycle.Component] that
+// binds before it reports ready, reports grpc.health.v1 status, drains, and
+// never hangs a shutdown.
+//
+// [New] builds the *grpc.Server itself, so that it can install what a graceful
+// shutdown needs (two interceptors and the health service) before any service
+// is registered: register your services on [Server.GRPC], then add the Server
+// to a [lifecycle.Group].
+//
+// The life of a Server in a Group:
+//
+//   - Start binds the listener (a port in use is a start error), reports
+//     ready, and serves. Health reports SERVING for the overall status "" and
+//     for every registered service, once the server serves or, with
+//     [WithServingAfter], once the whole Group is running.
+//   - Drain, called by the Group when the shutdown begins, turns health to
+//     NOT_SERVING at once; the server keeps serving for the drain delay.
+//   - Stop calls GracefulStop: the listener closes, clients get GOAWAY, new
+//     RPCs fail with UNAVAILABLE, RPCs in flight run to their end. Long-lived
+//     streams are not cut. When Stop's context is done (the shutdown budget ran
+//     out), the contexts of the RPCs still running are cancelled and the
+//     connections are closed (grpc's Stop); Stop returns at most 80 ms later,
+//     whatever the handlers do, and names the RPCs that have not returned.
+package grpccomponent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/graceful-go/graceful/lifecycle"
+)
+
+// hardStopGrace is how long Stop waits, once its context is done, for the
+// RPCs to return after their contexts were cancelled and their connections
+// closed. It is below half the lifecycle Group's stop grace (200 ms, of which
+// one Stop may take 100 ms), so that the Group hears Stop's own error, which
+// names the RPCs still running, rather than abandoning Stop. It is a variable
+// so that tests can read it; nothing changes it.
+var hardStopGrace = 80 * time.Millisecond
+
+// Server is a gRPC server run as a [lifecycle.Component]. It also implements
+// [lifecycle.Readier] (ready once the listener is bound) and
+// [lifecycle.Drainer] (health turns NOT_SERVING). Create one with [New].
+//
+// A Server runs once: Start after Stop returns nil at once without serving.
+// Its methods are safe to call from several goroutines, in any order.
+type Server struct {
+	addr   string
+	grpc   *grpc.Server
+	health *health.Server // nil with WithoutHealth
+	gate   lifecycle.Readier
+	rpcs   tracker
+
+	ready   chan struct{} // closed when the listener is bound and the server serves
+	settled chan struct{} // closed when Start has bound the listener or given up
+
+	mu       sync.Mutex
+	lis      net.Listener // given by WithListener, or bound by Start
+	bound    net.Addr
+	started  bool          // Start was called
+	serving  bool          // Start bound the listener and calls Serve
+	stopping bool          // Stop was called
+	graceful chan struct{} // closed when GracefulStop has returned; nil before the stop began
+	hard     chan struct{} // closed when grpc's Stop has returned; nil unless forced
+	finished bool          // Start has seen GracefulStop return: nothing more to force
+}
+
+var (
+	_ lifecycle.Component = (*Server)(nil)
+	_ lifecycle.Readier   = (*Server)(nil)
+	_ lifecycle.Drainer   = (*Server)(nil)
+)
+
+// An Option configures a Server; pass options to [New].
+type Option func(*config)
+
+type config struct {
+	lis      net.Listener
+	gate     lifecycle.Readier
+	noHealth bool
+	grpcOpts []grpc.ServerOption
+}
+
+// WithListener makes the Server serve on lis instead of binding the address
+// given to New, which is then ignored. The Server owns lis from then on: it
+// closes it when it stops, even if it never started.
+func WithListener(lis net.Listener) Option {
+	return func(c *config) { c.lis = lis }
+}
+
+// WithServingAfter delays the health status SERVING until r is ready, in
+// addition to the server serving. Pass the [*lifecycle.Group] that runs the
+// Server, whose Ready channel is closed once every component has started, so
+// that load balancers send traffic only to a process that is wholly up. A nil
+// r is ignored.
+func WithServingAfter(r lifecycle.Readier) Option {
+	return func(c *config) { c.gate = r }
+}
+
+// WithoutHealth leaves out the grpc.health.v1 service, for a program that
+// registers a health service of its own.
+func WithoutHealth() Option {
+	return func(c *config) { c.noHealth = true }
+}
+
+// WithServerOptions passes opts to grpc.NewServer, after the Server's own
+// interceptors (installed with grpc.ChainUnaryInterceptor and
+// grpc.ChainStreamInterceptor, so interceptors of every kind can be added).
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(c *config) { c.grpcOpts = append(c.grpcOpts, opts...) }
+}
+
+// New returns a Server that will listen on the TCP address addr (such as
+// ":8080", or "127.0.0.1:0" for a free port) when it starts. It creates the
+// *grpc.Server, with the options given by [WithServerOptions], and registers
+// the grpc.health.v1 service on it unless [WithoutHealth] is given. Register
+// your services on [Server.GRPC] before Start.
+func New(addr string, opts ...Option) *Server {
+	var c config
+	for _, opt := range opts {
+		opt(&c)
+	}
+	s := &Server{
+		addr:    addr,
+		gate:    c.gate,
+		lis:     c.lis,
+		ready:   make(chan struct{}),
+		settled: make(chan struct{}),
+	}
+	if c.lis != nil {
+		s.bound = c.lis.Addr()
+	}
+	grpcOpts := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.rpcs.unary),
+		grpc.ChainStreamInterceptor(s.rpcs.stream),
+	}, c.grpcOpts...)
+	s.grpc = grpc.NewServer(grpcOpts...)
+	if !c.noHealth {
+		s.health = health.NewServer()
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		healthpb.RegisterHealthServer(s.grpc, s.health)
+	}
+	return s
+}
+
+// GRPC returns the underlying *grpc.Server, to register services on before
+// Start. Do not call its Serve, Stop or GracefulStop: the Server does.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Addr returns the address the Server listens on: that of the listener given
+// by [WithListener], or the one Start bound (with the actual port when the
+// address had port 0). It returns nil until then; it is set once Ready's
+// channel is closed.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bound
+}
+
+// Ready returns a channel that is closed once Start has bound the listener
+// and the server serves. It makes a Server a [lifecycle.Readier].
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Start binds the listener, reports ready, and serves until the server has
+// stopped. It blocks until then, and returns only when the server has really
+// finished: every connection is closed and every RPC handler has returned
+// (Stop, by contrast, gives up on handlers at its deadline).
+//
+// Start returns nil when the server was stopped by Stop, including when Stop
+// came first, and when ctx was done (it then stops the server at once, as a
+// Stop with a done context would). It returns the error of the listen when
+// the address cannot be bound, such as a port in use; Ready's channel is not
+// closed then. If serving fails on its own (the listener fails), Start stops
+// the server at once and returns the error without waiting for the handlers;
+// Stop waits for them. Start may be called once.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("grpccomponent: Start called twice")
+	}
+	s.started = true
+	if s.stopping {
+		s.mu.Unlock()
+		close(s.settled)
+		return nil
+	}
+	lis := s.lis
+	s.mu.Unlock()
+
+	if lis == nil {
+		var lc net.ListenConfig
+		l, err := lc.Listen(ctx, "tcp", s.addr)
+		if err != nil {
+			close(s.settled)
+			s.grpc.Stop() // never served: returns at once
+			return err
+		}
+		lis = l
+	}
+	s.mu.Lock()
+	if s.stopping { // Stop came while the listener was being bound
+		s.mu.Unlock()
+		_ = lis.Close()
+		close(s.settled)
+		return nil
+	}
+	s.lis, s.bound, s.serving = lis, lis.Addr(), true
+	s.mu.Unlock()
+	close(s.settled)
+
+	services := s.services()
+	s.setStatus(services, healthpb.HealthCheckResponse_NOT_SERVING)
+	if s.gate == nil {
+		s.setStatus(services, healthpb.HealthCheckResponse_SERVING)
+	}
+	served, watched := make(chan struct{}), make(chan struct{})
+	go s.watch(ctx, services, served, watched)
+	close(s.ready)
+
+	err := s.grpc.Serve(lis)
+	close(served)
+	<-watched
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		s.force(err)
+		return err
+	}
+	// Serve returned because the server was stopped (by Stop, by the
+	// watcher on ctx, or by a direct call on the *grpc.Server). GracefulStop
+	// returns only when every handler has.
+	<-s.beginStop()
+	s.mu.Lock()
+	s.finished = true
+	hard := s.hard
+	s.mu.Unlock()
+	if hard != nil {
+		<-hard
+	}
+	return nil
+}
+
+// watch sets the health status to SERVING once the gate is ready, and stops
+// the server if ctx is done before it has stopped; it returns when served is
+// closed.
+func (s *Server) watch(ctx context.Context, services []string, served <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	var gate <-chan struct{}
+	if s.gate != nil && s.health != nil {
+		gate = s.gate.Ready()
+	}
+	for {
+		select {
+		case <-gate:
+			// Ignored by the health server once Drain or Stop has shut it down.
+			s.setStatus(services, healthpb.HealthCheckResponse_SERVING)
+			gate = nil
+		case <-ctx.Done():
+			s.force(context.Cause(ctx))
+			return
+		case <-served:
+			return
+		}
+	}
+}
+
+// Drain turns the health status to NOT_SERVING, for the overall status and
+// every service, and keeps it there; the server goes on serving. The Group
+// calls it when the shutdown begins, before the drain delay. It does not
+// block. It makes a Server a [lifecycle.Drainer].
+func (s *Server) Drain() {
+	if s.health != nil {
+		s.health.Shutdown()
+	}
+}
+
+// Stop stops the server gracefully, bounded by ctx. Health turns NOT_SERVING
+// and grpc's GracefulStop begins: the listener closes, clients are sent GOAWAY,
+// new RPCs fail with UNAVAILABLE, and the RPCs in flight, streams included,
+// run on. Health Watch streams are ended at once, since they have nothing
+// more to say.
+//
+// Stop returns nil once every RPC has returned and the connections are closed.
+// When ctx is done first, Stop cancels the contexts of the RPCs still running
+// (with ctx's cause) and closes every connection (grpc's Stop), then waits at
+// most 80 ms more: it returns nil if everything has ended by then, and
+// otherwise an error, wrapping ctx's cause, that names the RPCs whose handlers
+// have not returned. It never blocks longer, whatever the handlers do.
+//
+// Stop may be called before Start (Start will then not serve), during Start,
+// and more than once: a later Stop with a done context forces a stop that an
+// earlier one is waiting for.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	first := !s.stopping
+	s.stopping = true
+	started, serving := s.started, s.serving
+	lis := s.lis
+	s.mu.Unlock()
+	if !serving {
+		if started {
+			// Start is binding the listener, or failed to: it closes the
+			// listener itself once it sees the stop.
+			select {
+			case <-s.settled:
+			case <-ctx.Done():
+				return nil
+			}
+		} else if first && lis != nil {
+			_ = lis.Close() // the listener of WithListener, never served
+		}
+		s.Drain()
+		s.grpc.Stop() // never served: returns at once
+		return nil
+	}
+
+	graceful := s.beginStop()
+	select {
+	case <-graceful:
+		return nil
+	case <-ctx.Done():
+	}
+	hard := s.force(context.Cause(ctx))
+	t := time.NewTimer(hardStopGrace)
+	defer t.Stop()
+	for _, ch := range []<-chan struct{}{graceful, hard} {
+		select {
+		case <-ch:
+		case <-t.C:
+			return s.stuck(ctx)
+		}
+	}
+	return nil
+}
+
+// errStopping is the cause of the cancelled context of a health Watch stream
+// that Stop ended.
+var errStopping = errors.New("grpccomponent: server stopping")
+
+// beginStop begins the graceful stop once, and returns a channel closed when
+// it has ended. The server must be serving.
+func (s *Server) beginStop() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.graceful != nil {
+		return s.graceful
+	}
+	s.Drain()
+	if s.health != nil {
+		s.rpcs.cancel(healthpb.Health_Watch_FullMethodName, errStopping)
+	}
+	done := make(chan struct{})
+	s.graceful = done
+	go func() {
+		defer close(done)
+		s.grpc.GracefulStop()
+	}()
+	return done
+}
+
+// force cancels the RPCs still running and closes the connections, once, and
+// returns a channel closed when grpc's Stop has returned. The server must be
+// serving.
+func (s *Server) force(cause error) <-chan struct{} {
+	s.beginStop()
+	s.rpcs.cancel("", cause)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hard == nil {
+		done := make(chan struct{})
+		s.hard = done
+		if s.finished {
+			close(done) // everything has ended: nothing to force
+		} else {
+			go func() {
+				defer close(done)
+				s.grpc.Stop()
+			}()
+		}
+	}
+	return s.hard
+}
+
+// stuck returns the error of a Stop that gave up.
+func (s *Server) stuck(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	methods := s.rpcs.running()
+	if len(methods) == 0 {
+		return fmt.Errorf("grpccomponent: server not stopped %v after the stop deadline: %w", hardStopGrace, cause)
+	}
+	return fmt.Errorf("grpccomponent: %d RPC handler(s) still running %v after the stop deadline (%s): %w",
+		len(methods), hardStopGrace, strings.Join(methods, ", "), cause)
+}
+
+// services returns the names of the services registered on the server, but
+// the health service's own.
+func (s *Server) services() []string {
+	var names []string
+	for name := range s.grpc.GetServiceInfo() {
+		if name != healthpb.Health_ServiceDesc.ServiceName {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// setStatus sets the health status of the overall server and of services.
+func (s *Server) setStatus(services []string, st healthpb.HealthCheckResponse_ServingStatus) {
+	if s.health == nil {
+		return
+	}
+	for _, name := range services {
+		s.health.SetServingStatus(name, st)
+	}
+	s.health.SetServingStatus("", st)
+}
