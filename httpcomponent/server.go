@@ -1,0 +1,444 @@
+// Package httpcomponent runs an *http.Server as a [lifecycle.Component] that
+// drains without losing a request.
+//
+// A [Server] wraps an *http.Server (plain or TLS; HTTP/1.1, HTTP/2, and
+// unencrypted HTTP/2 when the server's Protocols ask for it). It implements
+// [lifecycle.Component], [lifecycle.Readier] and [lifecycle.Drainer]:
+//
+//   - Start binds the listener before it reports ready, so a port in use is an
+//     error of Start, and serves until the server has really finished: every
+//     connection closed and every handler returned.
+//   - Drain makes every response carry "Connection: close" (a GOAWAY on
+//     HTTP/2), so that keep-alive clients move to other instances, while new
+//     and in-flight requests are still served.
+//   - Stop closes the listener, lets the requests in flight finish, closes idle
+//     connections, and returns as soon as the last connection has ended. When
+//     its context ends first, it closes what is left and cancels the contexts
+//     of the requests still running, then returns at once.
+//
+// Hijacked connections (WebSockets and the like) are tracked too: Stop tells
+// them through the hook set with [WithHijackNotify], waits for them within its
+// budget, and closes them when it runs out.
+//
+// The readiness and liveness probes of a [lifecycle.Group] can be served on
+// the same server with [WithHealth], or mounted anywhere by hand:
+//
+//	mux.Handle("GET /readyz", group.ReadyHandler())
+//	mux.Handle("GET /livez", group.LiveHandler())
+package httpcomponent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/graceful-go/graceful/lifecycle"
+)
+
+var (
+	_ lifecycle.Component = (*Server)(nil)
+	_ lifecycle.Readier   = (*Server)(nil)
+	_ lifecycle.Drainer   = (*Server)(nil)
+)
+
+// newConnGrace is how long, after it was accepted, a connection on which no
+// request has arrived yet is waited for when Stop begins: a client that has
+// just connected is about to send its request, and http.Server would drop a
+// request it finishes reading after Shutdown began. After the grace such a
+// connection counts as idle. It is a variable so that tests can read it.
+var newConnGrace = 500 * time.Millisecond
+
+// failWait bounds how long Start, when Serve fails on its own, waits for the
+// connections it has just closed to end before it returns the error.
+var failWait = time.Second
+
+// Server runs an *http.Server as a lifecycle component. Create it with [New].
+// A Server is started once; its methods are safe for concurrent use, and
+// Stop may be called before, during or after Start, and more than once.
+type Server struct {
+	srv *http.Server
+	cfg config
+	t   *tracker
+
+	ready   chan struct{} // closed when the listener is bound and serving begins
+	done    chan struct{} // closed when Start has returned
+	stopped chan struct{} // closed when the first Stop has returned
+
+	draining atomic.Bool
+
+	mu          sync.Mutex
+	startCalled bool
+	stopCalled  bool
+	ln          *listener
+	cancelBase  context.CancelCauseFunc
+
+	// testBeforeReady, when set, is called by Start after it has bound the
+	// listener and before it reports ready.
+	testBeforeReady func()
+	// testListenerClosed, when set, is called by Stop once the listener is
+	// closed.
+	testListenerClosed func()
+	// testStopWaits, when set, is called by a Stop that waits for a Start
+	// in progress.
+	testStopWaits func()
+}
+
+// An Option configures a Server; pass options to [New].
+type Option func(*config)
+
+type config struct {
+	ln                net.Listener
+	tls               bool
+	certFile, keyFile string
+	group             *lifecycle.Group
+	notify            func(net.Conn)
+}
+
+// WithListener makes Start serve on ln instead of listening on the server's
+// Addr. The Server owns ln from then on and closes it when it stops (or when
+// Stop is called before Start).
+func WithListener(ln net.Listener) Option {
+	return func(c *config) { c.ln = ln }
+}
+
+// WithTLS makes the server serve HTTPS, as http.Server.ServeTLS does: with
+// the certificate and key in the given PEM files, or, when both are empty,
+// with the certificates of the server's TLSConfig. Start loads and checks
+// them before it reports ready, so a bad certificate is an error of Start.
+// HTTP/2 is offered as the server's Protocols allow (by default it is).
+func WithTLS(certFile, keyFile string) Option {
+	return func(c *config) { c.tls, c.certFile, c.keyFile = true, certFile, keyFile }
+}
+
+// WithHealth serves the readiness and liveness probes of g on this server, in
+// front of its handler: GET /readyz answers with g.ReadyHandler() (200 while g
+// is running, 503 from the first moment of the drain) and /livez with
+// g.LiveHandler(). Every other path goes to the server's handler. To serve the
+// probes on other paths or another server, mount g.ReadyHandler() and
+// g.LiveHandler() directly instead.
+func WithHealth(g *lifecycle.Group) Option {
+	return func(c *config) { c.group = g }
+}
+
+// WithHijackNotify sets a function that Stop calls for every hijacked
+// connection (a WebSocket, say) that is still open when Stop begins, and for
+// every connection hijacked after that, once each, with the net.Conn that
+// Hijack returned. It should tell the peer to go away (a WebSocket close
+// frame) or tell the goroutine that owns the connection to finish; it must
+// not block. Stop then waits for the connection to be closed, and closes it
+// itself when its context ends.
+func WithHijackNotify(fn func(c net.Conn)) Option {
+	return func(c *config) { c.notify = fn }
+}
+
+// New returns a Server that runs srv. srv must not be used otherwise, nor
+// changed after Start: Start installs its own Handler, ConnState, ConnContext
+// and BaseContext on srv, which call those srv had (a nil Handler means
+// http.DefaultServeMux, as for http.Server). Start listens on srv.Addr (":http",
+// or ":https" with TLS, when empty) unless [WithListener] gives a listener.
+func New(srv *http.Server, opts ...Option) *Server {
+	s := &Server{
+		srv:     srv,
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	for _, opt := range opts {
+		opt(&s.cfg)
+	}
+	s.t = newTracker(s.cfg.notify)
+	return s
+}
+
+// Ready returns a channel that is closed once Start has bound the listener
+// and the server accepts connections. It makes the Server a
+// [lifecycle.Readier]. A Start that fails before that returns its error
+// instead, and the channel is never closed.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on, once it is ready (with
+// ":0" the port is the one the system chose), and nil before.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Drain tells the server that the drain has begun: from now on every response
+// whose handler starts (and every response whose handler had written nothing
+// yet) carries "Connection: close", which closes an HTTP/1 connection after
+// the response and sends a GOAWAY on an HTTP/2 one, so that clients open
+// their next connection elsewhere. New and in-flight requests are still
+// served. Drain does not block; it makes the Server a [lifecycle.Drainer].
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Start binds the listener, reports ready, and serves until the server has
+// finished: Serve has returned, every connection (hijacked ones included) is
+// closed, and every handler has returned.
+//
+// Start returns the error of the bind at once, before ready: a port in use is
+// an error of Start. It returns nil when the server ended because Stop was
+// called, http.ErrServerClosed being no error, and nil at once when Stop was
+// called before it. When ctx is done before Stop, Start closes everything at
+// once, cancels the contexts of the requests still running, and returns
+// when they have ended. When Serve fails on its own (an accept error), Start
+// closes every connection and returns the error. A second Start returns an
+// error.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.startCalled {
+		s.mu.Unlock()
+		return errors.New("httpcomponent: Start called twice")
+	}
+	s.startCalled = true
+	stopped := s.stopCalled
+	s.mu.Unlock()
+	defer close(s.done)
+	if stopped {
+		if s.cfg.ln != nil {
+			_ = s.cfg.ln.Close()
+		}
+		return nil
+	}
+
+	ln, err := s.listen()
+	if err != nil {
+		return err
+	}
+	base, cancel := context.WithCancelCause(s.baseParent(ctx, ln))
+	s.install(base)
+	if s.testBeforeReady != nil {
+		s.testBeforeReady()
+	}
+	s.mu.Lock()
+	if s.stopCalled {
+		s.mu.Unlock()
+		cancel(nil)
+		_ = ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.cancelBase = cancel
+	close(s.ready)
+	s.mu.Unlock()
+	defer cancel(nil)
+
+	forced := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() {
+		defer close(forced)
+		s.force(context.Cause(ctx))
+	})
+	defer func() {
+		if !stopWatch() {
+			<-forced
+		}
+	}()
+
+	if s.cfg.tls {
+		err = s.srv.ServeTLS(ln, s.cfg.certFile, s.cfg.keyFile)
+	} else {
+		err = s.srv.Serve(ln)
+	}
+	s.mu.Lock()
+	stopping := s.stopCalled
+	s.mu.Unlock()
+	never := make(chan struct{})
+	if !errors.Is(err, http.ErrServerClosed) && !(stopping && errors.Is(err, net.ErrClosed)) {
+		s.force(err)
+		s.t.wait(never, time.Now().Add(failWait), s.t.empty)
+		return fmt.Errorf("httpcomponent: serve: %w", err)
+	}
+	s.t.wait(never, time.Time{}, s.t.empty)
+	return nil
+}
+
+// listen binds the listener, or checks the one given, and wraps it.
+func (s *Server) listen() (*listener, error) {
+	if s.cfg.tls {
+		if err := s.checkCert(); err != nil {
+			if s.cfg.ln != nil {
+				_ = s.cfg.ln.Close()
+			}
+			return nil, err
+		}
+	}
+	ln := s.cfg.ln
+	if ln == nil {
+		addr := s.srv.Addr
+		if addr == "" {
+			addr = ":http"
+			if s.cfg.tls {
+				addr = ":https"
+			}
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("httpcomponent: %w", err)
+		}
+	}
+	return &listener{Listener: ln, t: s.t}, nil
+}
+
+func (s *Server) checkCert() error {
+	if s.cfg.certFile != "" || s.cfg.keyFile != "" {
+		if _, err := tls.LoadX509KeyPair(s.cfg.certFile, s.cfg.keyFile); err != nil {
+			return fmt.Errorf("httpcomponent: %w", err)
+		}
+		return nil
+	}
+	c := s.srv.TLSConfig
+	if c == nil || (len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil) {
+		return errors.New("httpcomponent: WithTLS without certificate files and no certificate in the server's TLSConfig")
+	}
+	return nil
+}
+
+// baseParent is the parent of every request context: what the server's own
+// BaseContext returns, or else ctx without its cancellation, so that request
+// contexts carry the values of Start's context.
+func (s *Server) baseParent(ctx context.Context, ln net.Listener) context.Context {
+	if s.srv.BaseContext != nil {
+		if p := s.srv.BaseContext(ln); p != nil {
+			return p
+		}
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// install puts the component's hooks on the server, around the user's.
+func (s *Server) install(base context.Context) {
+	srv := s.srv
+	next := srv.Handler
+	if next == nil {
+		next = http.DefaultServeMux
+	}
+	if g := s.cfg.group; g != nil {
+		next = healthHandler(g, next)
+	}
+	srv.Handler = &handler{s: s, next: next}
+	srv.BaseContext = func(net.Listener) context.Context { return base }
+	userConnContext := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, nc net.Conn) context.Context {
+		if userConnContext != nil {
+			ctx = userConnContext(ctx, nc)
+		}
+		if c := lookup(nc); c != nil {
+			ctx = context.WithValue(ctx, connKey{}, c)
+		}
+		return ctx
+	}
+	userConnState := srv.ConnState
+	srv.ConnState = func(nc net.Conn, st http.ConnState) {
+		s.t.setState(nc, st)
+		if userConnState != nil {
+			userConnState(nc, st)
+		}
+	}
+}
+
+// Stop stops the server gracefully within ctx and blocks until it has
+// stopped or ctx is done:
+//
+//  1. responses carry "Connection: close" (as after Drain), the listener is
+//     closed (new connections are refused), and hijacked connections are told
+//     through the hook of [WithHijackNotify];
+//  2. a connection accepted moments ago is given a short grace to send its
+//     request, which is then served;
+//  3. http.Server.Shutdown closes idle connections and sends GOAWAY on
+//     HTTP/2 ones, and in-flight requests finish; request contexts are not
+//     cancelled;
+//  4. Stop returns nil as soon as the last connection has ended, without
+//     waiting for Shutdown's next poll.
+//
+// When ctx is done first, Stop cancels the contexts of the requests still
+// running (with ctx's cause), closes every connection left, hijacked ones
+// included, and returns at once an error that wraps ctx's cause; Start
+// returns when the handlers still running have returned.
+//
+// Stop before Start makes Start return nil at once, without listening. Stop
+// during Start waits until the listener is bound. A second Stop waits for the
+// first to return, or for its own ctx, and returns nil.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopCalled {
+		s.mu.Unlock()
+		select {
+		case <-s.stopped:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	s.stopCalled = true
+	started := s.startCalled
+	s.mu.Unlock()
+	defer close(s.stopped)
+	if !started {
+		if s.cfg.ln != nil {
+			_ = s.cfg.ln.Close()
+		}
+		return nil
+	}
+	if s.testStopWaits != nil {
+		s.testStopWaits()
+	}
+	select {
+	case <-s.ready:
+	case <-s.done:
+		return nil // Start failed, or saw the Stop and did not serve
+	}
+	return s.shutdown(ctx)
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	began := time.Now()
+	s.draining.Store(true)
+	s.t.stopping.Store(true)
+	_ = s.ln.Close()
+	if s.testListenerClosed != nil {
+		s.testListenerClosed()
+	}
+	s.t.tellHijacked()
+
+	// Let the requests that clients have begun to send reach a handler
+	// before Shutdown, which would drop them.
+	s.t.wait(ctx.Done(), began.Add(newConnGrace), s.t.settled(newConnGrace))
+
+	sctx, cancel := context.WithCancel(ctx)
+	shut := make(chan struct{})
+	go func() {
+		defer close(shut)
+		_ = s.srv.Shutdown(sctx)
+	}()
+	s.t.closeUnused()
+	var err error
+	if !s.t.wait(ctx.Done(), time.Time{}, s.t.empty) {
+		n := s.t.len()
+		s.force(context.Cause(ctx))
+		err = fmt.Errorf("httpcomponent: stop: %d connection(s) still open, closed: %w", n, context.Cause(ctx))
+	}
+	cancel()
+	<-shut
+	return err
+}
+
+// force ends everything at once: request contexts are cancelled with cause,
+// then the listener and every connection are closed.
+func (s *Server) force(cause error) {
+	s.mu.Lock()
+	cancel := s.cancelBase
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
+	_ = s.srv.Close()
+	s.t.closeAll()
+}
