@@ -102,6 +102,10 @@ func WithListener(lis net.Listener) Option {
 // Server, whose Ready channel is closed once every component has started, so
 // that load balancers send traffic only to a process that is wholly up. A nil
 // r is ignored.
+//
+// The status is set by a goroutine of Start just after r's channel is closed:
+// a client that must see SERVING should watch the health rather than check it
+// once right after r is ready.
 func WithServingAfter(r lifecycle.Readier) Option {
 	return func(c *config) { c.gate = r }
 }
@@ -285,8 +289,8 @@ func (s *Server) Drain() {
 // Stop stops the server gracefully, bounded by ctx. Health turns NOT_SERVING
 // and grpc's GracefulStop begins: the listener closes, clients are sent GOAWAY,
 // new RPCs fail with UNAVAILABLE, and the RPCs in flight, streams included,
-// run on. Health Watch streams are ended at once, since they have nothing
-// more to say.
+// run on. Health Watch streams are ended at once: they would otherwise hold
+// the graceful stop up until the deadline.
 //
 // Stop returns nil once every RPC has returned and the connections are closed.
 // When ctx is done first, Stop cancels the contexts of the RPCs still running
@@ -294,6 +298,14 @@ func (s *Server) Drain() {
 // most 80 ms more: it returns nil if everything has ended by then, and
 // otherwise an error, wrapping ctx's cause, that names the RPCs whose handlers
 // have not returned. It never blocks longer, whatever the handlers do.
+//
+// Health Watch streams have seen NOT_SERVING at the drain; with no drain
+// delay, a watcher may see its stream end first instead.
+//
+// grpc's own Stop also waits for connections still in their HTTP/2 handshake,
+// up to grpc.ConnectionTimeout (120 s by default): Stop does not, and reports
+// the server as not stopped; Start returns once grpc has finished. Pass a
+// shorter grpc.ConnectionTimeout with [WithServerOptions] to bound that.
 //
 // Stop may be called before Start (Start will then not serve), during Start,
 // and more than once: a later Stop with a done context forces a stop that an
