@@ -458,12 +458,13 @@ func (g *Group) force() {
 	g.emit(Event{Kind: EventForced, Err: ErrForced})
 }
 
-// stopContext is the context of the stop phase: that of the Stop that asked
-// for the shutdown, or else the shutdown budget.
+// stopContext is the context of the stop phase: for a Group run as a
+// component, that of the Stop that asked for the shutdown; else the shutdown
+// budget.
 func (g *Group) stopContext() context.Context {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopReq != nil {
+	if g.mode == modeComponent && g.stopReq != nil {
 		return g.stopReq
 	}
 	return g.budget
@@ -591,10 +592,15 @@ func (g *Group) awaitReady(ctx context.Context, e *entry, timeout <-chan time.Ti
 		g.trigger(context.Cause(ctx))
 		return false
 	}
-	// Start returned before the component was ready: it failed to start, and
-	// is not stopped.
+	// Start returned before the start loop saw the component ready. If it had
+	// closed its Ready channel first, it started and is stopped; if not, it
+	// failed to start and is not.
 	<-e.done
-	e.stop = false
+	select {
+	case <-e.readyC:
+	default:
+		e.stop = false
+	}
 	err := e.err
 	if err == nil {
 		err = fmt.Errorf("Start returned before the component was ready: %w", ErrExited)
