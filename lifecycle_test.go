@@ -1,0 +1,945 @@
+// End-to-end tests of graceful: they build the example programs and drive
+// them as separate processes, the way an orchestrator, its clients and a load
+// balancer would. Nothing of the library runs in the test process; every
+// address is on 127.0.0.1 with a port picked at run time, every wait is
+// bounded, and every process is killed and reaped when its test ends.
+package graceful_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/graceful-go/graceful/lifecycle"
+)
+
+// Generous bounds for a shared, slow machine: they only limit how long a
+// broken test hangs. The bounds that the tests assert are stated where they
+// are used.
+const (
+	startBound = 30 * time.Second // from exec to ready, with a -race binary
+	exitBound  = 20 * time.Second // from a signal to the exit, when no tighter bound is asserted
+)
+
+// TestExamples builds the example programs once and runs the end-to-end
+// scenarios against them, one after the other.
+func TestExamples(t *testing.T) {
+	bins := buildExamples(t)
+	t.Run("ShutdownUnderLoad", func(t *testing.T) { testShutdownUnderLoad(t, bins.server) })
+	t.Run("HangingStop", func(t *testing.T) { testHangingStop(t, bins.server) })
+	t.Run("SecondSignalForces", func(t *testing.T) { testSecondSignalForces(t, bins.server) })
+	t.Run("RollingRestartBehindHAProxy", func(t *testing.T) { testRollingRestart(t, bins.server) })
+	t.Run("ExitCodes", func(t *testing.T) { testExitCodes(t, bins.server) })
+	t.Run("Minimal", func(t *testing.T) { testMinimal(t, bins.minimal) })
+}
+
+type binaries struct{ server, minimal string }
+
+// buildExamples builds the example programs into a temporary directory, with
+// the race detector when the test itself has it, so that a data race in the
+// library under real traffic fails the test (a -race binary exits with
+// status 66 after a race).
+func buildExamples(t *testing.T) binaries {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	args = append(args, "./examples/server", "./examples/minimal")
+	began := time.Now()
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("built the examples (race detector: %v) in %v", raceEnabled(), time.Since(began).Round(time.Millisecond))
+	return binaries{server: filepath.Join(dir, "server"), minimal: filepath.Join(dir, "minimal")}
+}
+
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// testShutdownUnderLoad sends SIGTERM while keep-alive HTTP clients hammer
+// /work and a gRPC client calls the health service. Every request that was
+// sent must get its answer: the only error allowed is a connection refused
+// before anything was sent, once the listeners are closed. The process must
+// exit with status 0, having stopped the servers before the worker and the
+// pool last.
+func testShutdownUnderLoad(t *testing.T, bin string) {
+	const clients = 8
+	drain := 500 * time.Millisecond
+	p := startProc(t, "server", bin,
+		"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+		"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json")
+	httpAddr, grpcAddr := p.addrs(t)
+	waitReady(t, "http://"+httpAddr+"/readyz")
+
+	hl := startHTTPLoad(t, clients, "http://"+httpAddr+"/work", true)
+	gl := startGRPCLoad(t, grpcAddr)
+	hl.waitOK(t, 10*clients)
+	gl.waitOK(t, 20)
+
+	sent := p.signal(t, syscall.SIGTERM)
+	code, exited := p.wait(t, exitBound)
+	hl.stop()
+	gl.stop()
+	t.Logf("SIGTERM → exit: %v; HTTP: %d ok (%d after SIGTERM), %d refused before sending; gRPC: %d ok (%d NOT_SERVING), %d refused before sending",
+		exited.Sub(sent).Round(time.Millisecond), hl.ok.Load(), hl.okAfter(sent), hl.refused.Load(),
+		gl.ok.Load(), gl.notServing.Load(), gl.refused.Load())
+
+	if code != lifecycle.ExitOK {
+		t.Errorf("exit status: have %d, want %d (ExitOK)", code, lifecycle.ExitOK)
+	}
+	for _, f := range append(hl.list(), gl.list()...) {
+		t.Errorf("a request that was sent failed: %s", f)
+	}
+	if n := hl.okAfter(sent); n == 0 {
+		t.Errorf("no /work request was served after SIGTERM: the drain delay did not keep the server serving")
+	}
+	if gl.notServing.Load() == 0 {
+		t.Errorf("the gRPC health service never answered NOT_SERVING during the drain")
+	}
+
+	order := p.stopOrder()
+	t.Logf("stop order: %v", order)
+	pos := func(name string) int {
+		i := slices.Index(order, name)
+		if i < 0 {
+			t.Fatalf("component %q never stopped; stop order %v", name, order)
+		}
+		return i
+	}
+	if pos("http") > pos("worker") || pos("grpc") > pos("worker") {
+		t.Errorf("stop order %v: want http and grpc before worker", order)
+	}
+	if pos("pool") != len(order)-1 {
+		t.Errorf("stop order %v: want pool last", order)
+	}
+}
+
+// testHangingStop adds a component whose Stop never returns and gives the
+// shutdown a 1 s budget: the process must still exit within the budget plus
+// 0.5 s, with ExitTimeout, naming the component.
+func testHangingStop(t *testing.T, bin string) {
+	const budget = time.Second
+	p := startProc(t, "server", bin,
+		"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+		"-hang-stop", "-drain-delay", "200ms", "-shutdown-timeout", budget.String(), "-log-format", "json")
+	httpAddr, _ := p.addrs(t)
+	waitReady(t, "http://"+httpAddr+"/readyz")
+
+	sent := p.signal(t, syscall.SIGTERM)
+	code, exited := p.wait(t, exitBound)
+	took := exited.Sub(sent)
+	t.Logf("SIGTERM → exit with a Stop that never returns, budget %v: %v", budget, took.Round(time.Millisecond))
+	if code != lifecycle.ExitTimeout {
+		t.Errorf("exit status: have %d, want %d (ExitTimeout)", code, lifecycle.ExitTimeout)
+	}
+	if limit := budget + 500*time.Millisecond; took > limit {
+		t.Errorf("exited %v after SIGTERM, want at most %v", took, limit)
+	}
+	if !p.logged(logMsg("lifecycle: component abandoned", "component", "stuck")) {
+		t.Errorf(`no "lifecycle: component abandoned" log for component "stuck"`)
+	}
+	if !p.logged(func(e logEntry) bool {
+		return e.str("msg") == "server: exit" && strings.Contains(e.str("err"), "stuck")
+	}) {
+		t.Errorf(`the exit log does not name the component "stuck"`)
+	}
+	if order := p.stopOrder(); !slices.Contains(order, "pool") {
+		t.Errorf("stop order %v: the pool did not stop after the stuck component was abandoned", order)
+	}
+}
+
+// testSecondSignalForces sends SIGTERM, then SIGINT while a 5 s request is
+// in flight, once during the drain and once while the HTTP server waits for
+// the request: the process must exit within 0.5 s of the second signal with
+// ExitForced.
+func testSecondSignalForces(t *testing.T, bin string) {
+	for _, tc := range []struct {
+		name  string
+		drain time.Duration
+		after func(logEntry) bool // the log line that shows the phase the second signal must hit
+	}{
+		{"DuringDrain", 5 * time.Second, logMsg("lifecycle: phase draining")},
+		{"DuringStop", 0, logMsg("lifecycle: component stopping", "component", "http")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProc(t, "server", bin,
+				"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
+				"-delay", "5s", "-drain-delay", tc.drain.String(), "-shutdown-timeout", "10s",
+				"-log-format", "json", "-log-level", "debug")
+			httpAddr, _ := p.addrs(t)
+			waitReady(t, "http://"+httpAddr+"/readyz")
+
+			res := make(chan error, 1)
+			go func() {
+				c := &http.Client{Timeout: 15 * time.Second}
+				resp, err := c.Get("http://" + httpAddr + "/work")
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				res <- err
+			}()
+			p.waitLog(t, logMsg("work: begin"))
+			p.signal(t, syscall.SIGTERM)
+			p.waitLog(t, tc.after)
+			sent := p.signal(t, syscall.SIGINT)
+			code, exited := p.wait(t, exitBound)
+			took := exited.Sub(sent)
+			t.Logf("SIGINT after SIGTERM → exit: %v", took.Round(time.Millisecond))
+			if code != lifecycle.ExitForced {
+				t.Errorf("exit status: have %d, want %d (ExitForced)", code, lifecycle.ExitForced)
+			}
+			if limit := 500 * time.Millisecond; took > limit {
+				t.Errorf("exited %v after the second signal, want at most %v", took, limit)
+			}
+			select {
+			case err := <-res:
+				t.Logf("the in-flight request, cut short: %v", err)
+			case <-time.After(exitBound):
+				t.Errorf("the in-flight request did not end after the process exited")
+			}
+		})
+	}
+}
+
+// testExitCodes checks the exit statuses of a program that does not get as far
+// as a shutdown: invalid flags exit with ExitInvalid before anything starts, a
+// port in use with ExitFailure after what had started was stopped.
+func testExitCodes(t *testing.T, bin string) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+		says string // in the standard error
+	}{
+		{"UnknownLogFormat", []string{"-log-format", "xml"}, lifecycle.ExitInvalid, "xml"},
+		{"DrainNotShorterThanBudget", []string{"-drain-delay", "2s", "-shutdown-timeout", "2s"}, lifecycle.ExitInvalid, "drain delay"},
+		{"PortInUse", []string{"-http-addr", busy.Addr().String()}, lifecycle.ExitFailure, "start http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"}, tc.args...)
+			p := startProc(t, "server", bin, args...)
+			code, _ := p.wait(t, exitBound)
+			if code != tc.want {
+				t.Errorf("exit status: have %d, want %d", code, tc.want)
+			}
+			if all := strings.Join(p.stderr.snapshot(), "\n"); !strings.Contains(all, tc.says) {
+				t.Errorf("standard error does not say %q:\n%s", tc.says, all)
+			}
+		})
+	}
+}
+
+// HAProxy's active health checks in the rolling-restart test, and the drain
+// delay they call for: a check every checkInter; checkFall failures in a row
+// mark a server down. After readiness turns off, the next check comes within
+// one interval and the server is down checkFall intervals later; the margin
+// covers a slow, shared machine running -race binaries.
+const (
+	checkInter  = 100 * time.Millisecond
+	checkFall   = 2
+	drainMargin = 700 * time.Millisecond
+	rollDrain   = (checkFall+1)*checkInter + drainMargin
+
+	minLoad = 3 * time.Second // how long the load through HAProxy lasts, at least
+)
+
+// testRollingRestart restarts two instances one after the other behind a
+// real HAProxy under constant load, first with a drain delay sized to the
+// health checks (no client may see an error), then with no drain delay (the
+// errors a user would see are logged, not asserted).
+func testRollingRestart(t *testing.T, bin string) {
+	haproxy := findHAProxy(t)
+	with := rollingRestart(t, haproxy, bin, rollDrain)
+	without := rollingRestart(t, haproxy, bin, 0)
+	t.Logf("rolling restart of 2 instances behind HAProxy: drain delay %v: %d errors in %d requests; drain delay 0: %d errors in %d requests",
+		rollDrain, with.errors, with.requests, without.errors, without.requests)
+	if with.errors != 0 {
+		t.Errorf("with a drain delay of %v, clients saw %d errors in %d requests; want 0", rollDrain, with.errors, with.requests)
+	}
+}
+
+func findHAProxy(t *testing.T) string {
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/haproxy"); err == nil {
+		return "/usr/sbin/haproxy"
+	}
+	const why = "haproxy is not on PATH nor in /usr/sbin: the rolling-restart test needs a real load balancer (apt-get install haproxy)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+	return ""
+}
+
+type rollResult struct{ requests, errors int }
+
+// rollingRestart runs two instances of the server behind HAProxy, puts a
+// constant load through HAProxy, restarts instance a, then b, and returns
+// what the clients saw.
+//
+// HAProxy is configured to show, not hide, what the instances do: active
+// checks of GET /readyz every checkInter (fall checkFall, rise 1), "retries 0"
+// and "retry-on none" so that a request sent to an instance that is gone is a
+// 503 for the client, and no "option redispatch". Between the restarts the
+// test waits until HAProxy reports the restarted instance UP, as an
+// orchestrator waits for a new pod to be ready before it replaces the next.
+func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) rollResult {
+	t.Helper()
+	const clients = 4
+	ports := freePorts(t, 4)
+	front, stats := ports[2], ports[3]
+	instances := map[string]string{"a": ports[0], "b": ports[1]}
+	start := func(name string) *proc {
+		p := startProc(t, "instance "+name, bin,
+			"-http-addr", "127.0.0.1:"+instances[name], "-grpc-addr", "127.0.0.1:0",
+			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json")
+		waitReady(t, "http://127.0.0.1:"+instances[name]+"/readyz")
+		return p
+	}
+	running := map[string]*proc{"a": start("a"), "b": start("b")}
+
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(haproxyConfig(front, stats, instances["a"], instances["b"])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lb := startProc(t, "haproxy", haproxy, "-db", "-f", cfg)
+	statsURL := "http://127.0.0.1:" + stats + "/stats;csv"
+	waitUp(t, statsURL, "a")
+	waitUp(t, statsURL, "b")
+
+	load := startHTTPLoad(t, clients, "http://127.0.0.1:"+front+"/work", false)
+	loadEnd := time.Now().Add(minLoad)
+	load.waitOK(t, 50)
+	for _, name := range []string{"a", "b"} {
+		p := running[name]
+		sent := p.signal(t, syscall.SIGTERM)
+		code, exited := p.wait(t, exitBound)
+		if code != lifecycle.ExitOK {
+			t.Errorf("instance %s: exit status %d, want %d", name, code, lifecycle.ExitOK)
+		}
+		t.Logf("drain %v: instance %s exited %v after SIGTERM", drain, name, exited.Sub(sent).Round(time.Millisecond))
+		running[name] = start(name)
+		waitUp(t, statsURL, name)
+		load.waitOK(t, load.ok.Load()+50)
+	}
+	<-time.After(time.Until(loadEnd)) // the load lasts minLoad at least, whatever the restarts took
+	load.stop()
+
+	fails := load.list()
+	res := rollResult{requests: int(load.ok.Load()) + len(fails), errors: len(fails)}
+	for i, f := range fails {
+		if i == 5 {
+			t.Logf("drain %v: … and %d more", drain, len(fails)-i)
+			break
+		}
+		t.Logf("drain %v: client error: %s", drain, f)
+	}
+	if len(fails) > 0 {
+		var bad []string
+		for _, l := range lb.stderr.snapshot() {
+			if strings.Contains(l, " app/") && !strings.Contains(l, " 200 ") {
+				bad = append(bad, l)
+			}
+		}
+		t.Logf("drain %v: HAProxy logged %d failed requests, e.g.:\n%s", drain, len(bad), strings.Join(bad[:min(len(bad), 5)], "\n"))
+	}
+	return res
+}
+
+func haproxyConfig(front, stats, a, b string) string {
+	return fmt.Sprintf(`global
+	log stderr format raw local0 info
+	maxconn 256
+
+defaults
+	mode http
+	log global
+	option httplog
+	timeout connect 1s
+	timeout client 10s
+	timeout server 10s
+	timeout check 500ms
+	# A request sent to an instance that is gone must reach the client as an
+	# error: the test measures the instances' drain, not HAProxy's retries.
+	retries 0
+	retry-on none
+
+frontend web
+	bind 127.0.0.1:%[1]s
+	default_backend app
+
+backend app
+	balance roundrobin
+	option httpchk GET /readyz
+	http-check expect status 200
+	default-server inter %[3]dms fastinter %[3]dms downinter %[3]dms fall %[4]d rise 1
+	server a 127.0.0.1:%[5]s check
+	server b 127.0.0.1:%[6]s check
+
+frontend stats
+	bind 127.0.0.1:%[2]s
+	stats enable
+	stats uri /stats
+`, front, stats, checkInter.Milliseconds(), checkFall, a, b)
+}
+
+// waitUp polls HAProxy's CSV statistics until server is UP in backend app.
+func waitUp(t *testing.T, statsURL, server string) {
+	t.Helper()
+	var last string
+	ok := poll(startBound, func() bool {
+		last = haproxyStatus(statsURL, server)
+		return last == "UP"
+	})
+	if !ok {
+		t.Fatalf("HAProxy did not report server %s UP within %v; last status %q", server, startBound, last)
+	}
+}
+
+func haproxyStatus(statsURL, server string) string {
+	resp, err := http.Get(statsURL)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	r := csv.NewReader(bufio.NewReader(resp.Body))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil || len(recs) == 0 {
+		return fmt.Sprintf("unreadable statistics: %v", err)
+	}
+	col := slices.Index(recs[0], "status")
+	for _, rec := range recs[1:] {
+		if len(rec) > col && col >= 0 && rec[0] == "app" && rec[1] == server {
+			return rec[col]
+		}
+	}
+	return "no such server"
+}
+
+// testMinimal runs the README's first program: it must serve, and on SIGTERM
+// drain for the library's default delay (5 s) and exit with status 0.
+func testMinimal(t *testing.T, bin string) {
+	addr := "127.0.0.1:" + freePorts(t, 1)[0]
+	p := startProcEnv(t, "minimal", []string{"ADDR=" + addr}, bin)
+	waitReady(t, "http://"+addr+"/readyz")
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "hello\n" {
+		t.Errorf("GET /: have %s %q, want 200 \"hello\\n\"", resp.Status, body)
+	}
+	sent := p.signal(t, syscall.SIGTERM)
+	code, exited := p.wait(t, exitBound)
+	took := exited.Sub(sent)
+	t.Logf("minimal: SIGTERM → exit: %v", took.Round(time.Millisecond))
+	if code != lifecycle.ExitOK {
+		t.Errorf("exit status: have %d, want %d (ExitOK)", code, lifecycle.ExitOK)
+	}
+	const drain = 5 * time.Second // the default: a fifth of the default shutdown timeout
+	if took < drain {
+		t.Errorf("exited %v after SIGTERM: the default drain delay is %v", took, drain)
+	}
+}
+
+// proc is a running example program (or HAProxy), with what it wrote.
+type proc struct {
+	name           string
+	cmd            *exec.Cmd
+	stdout, stderr *lineBuf
+	done           chan struct{} // closed when the process has exited and was reaped
+	exitCode       int           // valid once done is closed
+	exitedAt       time.Time     // valid once done is closed
+}
+
+// startProc starts bin with args, and with the environment variables of env
+// ("KEY=value") added to the test's, and makes sure it is killed and reaped
+// when the test ends; if the test failed, the end of its output is logged.
+func startProc(t *testing.T, name, bin string, args ...string) *proc {
+	return startProcEnv(t, name, nil, bin, args...)
+}
+
+func startProcEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, stdout: &lineBuf{}, stderr: &lineBuf{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	if os.Getenv("GORACE") == "" {
+		// A -race binary sleeps 1 s before a clean exit, waiting for late
+		// reports; the exit timings here are those of the program.
+		p.cmd.Env = append(p.cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.WaitDelay = time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.exitedAt = time.Now()
+		p.exitCode = p.cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s (exit status %d) stderr, last lines:\n%s", name, p.exitCode, strings.Join(p.stderr.tail(40), "\n"))
+		}
+	})
+	return p
+}
+
+// signal sends sig to the process and returns when it was sent.
+func (p *proc) signal(t *testing.T, sig os.Signal) time.Time {
+	t.Helper()
+	now := time.Now()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+	return now
+}
+
+// wait waits up to timeout for the process to exit, and returns its exit
+// status and when it exited.
+func (p *proc) wait(t *testing.T, timeout time.Duration) (int, time.Time) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.exitCode, p.exitedAt
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v", p.name, timeout)
+		return 0, time.Time{}
+	}
+}
+
+// addrs waits for the "listen http" and "listen grpc" lines that the server
+// prints once it is ready, and returns the two addresses.
+func (p *proc) addrs(t *testing.T) (httpAddr, grpcAddr string) {
+	t.Helper()
+	for _, proto := range []string{"http", "grpc"} {
+		prefix := "listen " + proto + " "
+		l, ok := p.stdout.waitFor(startBound, p.done, func(l string) bool { return strings.HasPrefix(l, prefix) })
+		if !ok {
+			t.Fatalf("%s did not print %q within %v", p.name, prefix+"…", startBound)
+		}
+		if proto == "http" {
+			httpAddr = strings.TrimPrefix(l, prefix)
+		} else {
+			grpcAddr = strings.TrimPrefix(l, prefix)
+		}
+	}
+	return httpAddr, grpcAddr
+}
+
+// logEntry is one line of a JSON log.
+type logEntry map[string]any
+
+func (e logEntry) str(key string) string {
+	s, _ := e[key].(string)
+	return s
+}
+
+// logMsg matches a log entry with message msg and the given string
+// attributes, as key, value pairs.
+func logMsg(msg string, kv ...string) func(logEntry) bool {
+	return func(e logEntry) bool {
+		if e.str("msg") != msg {
+			return false
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if e.str(kv[i]) != kv[i+1] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func parseLog(line string) (logEntry, bool) {
+	var e logEntry
+	if json.Unmarshal([]byte(line), &e) != nil {
+		return nil, false
+	}
+	return e, true
+}
+
+// waitLog waits for a JSON log entry that match accepts.
+func (p *proc) waitLog(t *testing.T, match func(logEntry) bool) {
+	t.Helper()
+	_, ok := p.stderr.waitFor(startBound, p.done, func(l string) bool {
+		e, ok := parseLog(l)
+		return ok && match(e)
+	})
+	if !ok {
+		t.Fatalf("%s: the expected log entry did not come within %v", p.name, startBound)
+	}
+}
+
+// logged reports whether a JSON log entry that match accepts was written.
+func (p *proc) logged(match func(logEntry) bool) bool {
+	for _, l := range p.stderr.snapshot() {
+		if e, ok := parseLog(l); ok && match(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// stopOrder returns the components in the order the log says they stopped.
+func (p *proc) stopOrder() []string {
+	var order []string
+	for _, l := range p.stderr.snapshot() {
+		if e, ok := parseLog(l); ok && e.str("msg") == "lifecycle: component stopped" {
+			order = append(order, e.str("component"))
+		}
+	}
+	return order
+}
+
+// lineBuf collects what a process writes, as lines, and lets a test wait for
+// a line.
+type lineBuf struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	changed chan struct{} // closed at the next complete line; nil when nobody waits
+}
+
+func (b *lineBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.partial = append(b.partial, p...)
+	added := false
+	for {
+		i := bytes.IndexByte(b.partial, '\n')
+		if i < 0 {
+			break
+		}
+		b.lines = append(b.lines, string(b.partial[:i]))
+		b.partial = b.partial[i+1:]
+		added = true
+	}
+	if added && b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return len(p), nil
+}
+
+// waitFor returns the first line that match accepts, waiting for it up to
+// timeout or until gone is closed (the writer has exited).
+func (b *lineBuf) waitFor(timeout time.Duration, gone <-chan struct{}, match func(string) bool) (string, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for seen, last := 0, false; ; {
+		b.mu.Lock()
+		for ; seen < len(b.lines); seen++ {
+			if match(b.lines[seen]) {
+				l := b.lines[seen]
+				b.mu.Unlock()
+				return l, true
+			}
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		changed := b.changed
+		b.mu.Unlock()
+		if last {
+			return "", false
+		}
+		select {
+		case <-changed:
+		case <-gone:
+			last = true // one more look at what it wrote before it exited
+		case <-deadline.C:
+			return "", false
+		}
+	}
+}
+
+func (b *lineBuf) snapshot() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.lines)
+}
+
+func (b *lineBuf) tail(n int) []string {
+	l := b.snapshot()
+	return l[max(0, len(l)-n):]
+}
+
+// poll calls cond every 20 ms until it returns true, for at most timeout.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// waitReady polls a readiness URL until it answers 200.
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	c := &http.Client{Timeout: time.Second}
+	ok := poll(startBound, func() bool {
+		resp, err := c.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !ok {
+		t.Fatalf("%s did not answer 200 within %v", url, startBound)
+	}
+}
+
+// freePorts returns n distinct ports of 127.0.0.1 that were free a moment
+// ago, for processes that must listen on a port known in advance (HAProxy's
+// configuration names them).
+func freePorts(t *testing.T, n int) []string {
+	t.Helper()
+	var ports []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+// failures collects the errors that clients saw, each with the time it was
+// seen (UTC, as in the programs' logs).
+type failures struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (f *failures) add(format string, args ...any) {
+	at := time.Now().UTC().Format("15:04:05.000000 ")
+	f.mu.Lock()
+	f.errs = append(f.errs, at+fmt.Sprintf(format, args...))
+	f.mu.Unlock()
+}
+
+func (f *failures) list() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.errs)
+}
+
+// httpLoad is a fixed number of clients, each with a keep-alive connection of
+// its own, that send GET requests one after the other until stopped.
+type httpLoad struct {
+	failures
+	ok      atomic.Int64
+	refused atomic.Int64 // connections refused: nothing was sent
+	quit    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	done []time.Time // when each successful response was read
+}
+
+// startHTTPLoad starts clients that GET url, until stop is called or the test
+// ends. With stopOnRefused, a client ends at the first connection refused (the
+// server has gone); without, a refused connection is a failure like any other.
+func startHTTPLoad(t *testing.T, clients int, url string, stopOnRefused bool) *httpLoad {
+	l := &httpLoad{quit: make(chan struct{})}
+	t.Cleanup(l.stop)
+	for range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-l.quit:
+					return
+				default:
+				}
+				resp, err := c.Get(url)
+				if err != nil {
+					if errors.Is(err, syscall.ECONNREFUSED) {
+						l.refused.Add(1)
+						if stopOnRefused {
+							return
+						}
+					}
+					l.add("GET %s: %v", url, err)
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					l.add("GET %s: reading the body: %v", url, err)
+				case resp.StatusCode != http.StatusOK:
+					l.add("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+				default:
+					l.ok.Add(1)
+					l.mu.Lock()
+					l.done = append(l.done, time.Now())
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the clients, letting each finish its request, and waits for them.
+func (l *httpLoad) stop() {
+	l.once.Do(func() { close(l.quit) })
+	l.wg.Wait()
+}
+
+// okAfter returns how many responses were read after t.
+func (l *httpLoad) okAfter(t time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, d := range l.done {
+		if d.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitOK waits until n requests have succeeded in all.
+func (l *httpLoad) waitOK(t *testing.T, n int64) {
+	t.Helper()
+	if !poll(startBound, func() bool { return l.ok.Load() >= n || len(l.list()) > 100 }) {
+		t.Fatalf("HTTP load: %d requests ok, want %d within %v; failures: %v", l.ok.Load(), n, startBound, l.list())
+	}
+}
+
+// grpcLoad is one gRPC client that calls grpc.health.v1.Health/Check, one
+// call after the other, until stopped or refused.
+type grpcLoad struct {
+	failures
+	ok, notServing atomic.Int64
+	refused        atomic.Int64
+	quit, ended    chan struct{}
+	once           sync.Once
+}
+
+func startGRPCLoad(t *testing.T, addr string) *grpcLoad {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &grpcLoad{quit: make(chan struct{}), ended: make(chan struct{})}
+	go func() {
+		defer close(l.ended)
+		defer cc.Close()
+		hc := healthpb.NewHealthClient(cc)
+		for {
+			select {
+			case <-l.quit:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+			cancel()
+			switch {
+			case err == nil:
+				l.ok.Add(1)
+				if resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+					l.notServing.Add(1)
+				}
+			case status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "connection refused"):
+				// The listener is closed: the call was never sent.
+				l.refused.Add(1)
+				return
+			default:
+				l.add("Health/Check: %v", err)
+			}
+		}
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *grpcLoad) stop() {
+	l.once.Do(func() { close(l.quit) })
+	<-l.ended
+}
+
+func (l *grpcLoad) waitOK(t *testing.T, n int64) {
+	t.Helper()
+	if !poll(startBound, func() bool { return l.ok.Load() >= n || len(l.list()) > 100 }) {
+		t.Fatalf("gRPC load: %d calls ok, want %d within %v; failures: %v", l.ok.Load(), n, startBound, l.list())
+	}
+}
