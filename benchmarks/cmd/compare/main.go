@@ -43,12 +43,15 @@ type setup struct {
 
 var (
 	// defaults is each application as its users would write it: graceful
-	// with its 5 s drain delay and 25 s budget, fx with its 15 s
-	// StopTimeout, errgroup with a 25 s Shutdown budget, oklog/run with no
-	// budget.
+	// with its 5 s drain delay, 25 s budget and logs, fx with its 15 s
+	// StopTimeout and logs, errgroup with a 25 s Shutdown budget, oklog/run
+	// with no budget.
 	defaults = setup{"defaults", nil}
 	// noDrain turns graceful's drain delay off; the other peers have none.
 	noDrain = setup{"no drain", []string{"-drain=0"}}
+	// quiet also turns the default logs off (graceful and fx log by
+	// default, the others never do).
+	quiet = setup{"no drain, no logs", []string{"-drain=0", "-quiet"}}
 	// hung makes the worker's stop hang, with a 1 s budget everywhere
 	// (graceful's drain delay is then its default, a fifth: 200 ms).
 	hung = setup{"hang", []string{"-hang", "-budget=1s"}}
@@ -64,18 +67,29 @@ func main() {
 		runs     = flag.Int("runs", 7, "runs of the idle scenario per peer and setup (median)")
 		loadRuns = flag.Int("loadruns", 3, "runs of the load scenario per peer and setup (summed)")
 		cores    = flag.String("nproc", "", "number of cores to print (default runtime.NumCPU)")
+		only     = flag.String("scenarios", "idle,load,hang", "process-level scenarios to run, comma-separated")
 	)
 	flag.Parse()
 	if *cores == "" {
 		*cores = fmt.Sprint(runtime.NumCPU())
 	}
-	if err := run(*dir, *bench, *runs, *loadRuns, *cores); err != nil {
+	scenarios := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		scenarios[strings.TrimSpace(s)] = true
+	}
+	if !scenarios["idle"] {
+		*runs = 0
+	}
+	if !scenarios["load"] {
+		*loadRuns = 0
+	}
+	if err := run(*dir, *bench, *runs, *loadRuns, *cores, scenarios["hang"]); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, benchFile string, runs, loadRuns int, cores string) error {
+func run(dir, benchFile string, runs, loadRuns int, cores string, hangToo bool) error {
 	var benches benchResults
 	if benchFile != "" {
 		var err error
@@ -96,7 +110,7 @@ func run(dir, benchFile string, runs, loadRuns int, cores string) error {
 	idle := map[string]map[string][]time.Duration{}
 	for i := range runs {
 		progress("idle run %d/%d", i+1, runs)
-		for _, s := range []setup{defaults, noDrain} {
+		for _, s := range []setup{defaults, noDrain, quiet} {
 			for _, p := range peerNames {
 				d, err := runIdle(bins[p], s.args...)
 				if err != nil {
@@ -132,6 +146,9 @@ func run(dir, benchFile string, runs, loadRuns int, cores string) error {
 
 	hang := map[string]hangResult{}
 	for _, p := range peerNames {
+		if !hangToo {
+			break
+		}
 		progress("hang %s", p)
 		r, err := runHang(bins[p], hung.args...)
 		if err != nil {

@@ -51,6 +51,7 @@ func printTable(w io.Writer, in tableInput) {
 	}
 	idleRow(defaults, "idle SIGTERM → exit, as configured by default (graceful: 5 s drain delay)")
 	idleRow(noDrain, "idle SIGTERM → exit, graceful with WithDrainDelay(0)")
+	idleRow(quiet, "idle SIGTERM → exit, graceful with WithDrainDelay(0) and WithLogger(nil), fx with NopLogger")
 
 	loadRow := func(s setup, label string) {
 		cells := []string{fmt.Sprintf("%s: lost of sent (%d runs)", label, in.loadRuns)}

@@ -35,6 +35,10 @@ type Config struct {
 	// Hang makes the worker ignore the request to stop: its stop never
 	// returns.
 	Hang bool
+	// Quiet turns the peer's default logging off: graceful logs every phase
+	// and component step to slog.Default(), fx every hook to stderr. The
+	// oklog/run and errgroup applications log nothing anyway.
+	Quiet bool
 }
 
 // ParseFlags parses the command line into a Config.
@@ -45,6 +49,7 @@ func ParseFlags() Config {
 	flag.DurationVar(&c.Budget, "budget", 0, "shutdown budget; 0 for the peer's default")
 	flag.DurationVar(&c.Drain, "drain", -1, "drain delay (graceful only); negative for the default")
 	flag.BoolVar(&c.Hang, "hang", false, "make the worker's stop hang")
+	flag.BoolVar(&c.Quiet, "quiet", false, "turn the peer's default logging off")
 	flag.Parse()
 	return c
 }

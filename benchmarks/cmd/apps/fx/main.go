@@ -3,7 +3,8 @@
 // serves in the background, its OnStop hook calls http.Server.Shutdown; the
 // worker's hooks start a goroutine and cancel it. app.Run handles SIGINT and
 // SIGTERM and stops within fx's StopTimeout (its default, 15 s, unless
-// -budget says otherwise).
+// -budget says otherwise). fx's default logger writes every step to stderr
+// (-quiet sets fx.NopLogger).
 package main
 
 import (
@@ -17,12 +18,14 @@ import (
 func main() {
 	cfg := app.ParseFlags()
 	opts := []fx.Option{
-		fx.NopLogger,
 		fx.Supply(cfg),
 		fx.Invoke(server, worker),
 		fx.Invoke(func(lc fx.Lifecycle) {
 			lc.Append(fx.Hook{OnStart: func(context.Context) error { app.Ready(); return nil }})
 		}),
+	}
+	if cfg.Quiet {
+		opts = append(opts, fx.NopLogger)
 	}
 	if cfg.Budget > 0 {
 		opts = append(opts, fx.StopTimeout(cfg.Budget))

@@ -1,8 +1,9 @@
 // Command graceful is the benchmark application built on graceful's
 // lifecycle package, as a user behind a load balancer would write it: the
 // default options (SIGINT and SIGTERM, a 25 s shutdown budget and a 5 s drain
-// delay, unless -budget or -drain say otherwise), /readyz served from the
-// Group's readiness, the server added before the worker.
+// delay, logs to slog.Default(), unless -budget, -drain or -quiet say
+// otherwise), /readyz served from the Group's readiness, the server added
+// before the worker.
 package main
 
 import (
@@ -23,6 +24,9 @@ func main() {
 	}
 	if cfg.Drain >= 0 {
 		opts = append(opts, lifecycle.WithDrainDelay(cfg.Drain))
+	}
+	if cfg.Quiet {
+		opts = append(opts, lifecycle.WithLogger(nil))
 	}
 	g := lifecycle.New(opts...)
 
