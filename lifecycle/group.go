@@ -601,6 +601,9 @@ func (g *Group) awaitReady(ctx context.Context, e *entry, timeout <-chan time.Ti
 	default:
 		e.stop = false
 	}
+	g.mu.Lock()
+	e.unreported = false // reported here
+	g.mu.Unlock()
 	err := e.err
 	if err == nil {
 		err = fmt.Errorf("Start returned before the component was ready: %w", ErrExited)
