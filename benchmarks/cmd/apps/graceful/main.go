@@ -1,18 +1,19 @@
-// Command graceful is the benchmark application built on graceful's
-// lifecycle package, as a user behind a load balancer would write it: the
-// default options (SIGINT and SIGTERM, a 25 s shutdown budget and a 5 s drain
-// delay, logs to slog.Default(), unless -budget, -drain or -quiet say
-// otherwise), /readyz served from the Group's readiness, the server added
-// before the worker.
+// Command graceful is the benchmark application built on graceful, as a user
+// behind a load balancer would write it: a lifecycle.Group with the default
+// options (SIGINT and SIGTERM, a 25 s shutdown budget, a 5 s drain delay, logs
+// to slog.Default(), unless -budget, -drain or -quiet say otherwise); the
+// HTTP server as an httpcomponent.Server, which binds before the Group is
+// ready, answers "Connection: close" while draining and serves the Group's
+// /readyz and /livez; then the worker as a lifecycle.Func.
 package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"os"
 
 	"github.com/graceful-go/graceful/benchmarks/internal/app"
+	"github.com/graceful-go/graceful/httpcomponent"
 	"github.com/graceful-go/graceful/lifecycle"
 )
 
@@ -30,30 +31,8 @@ func main() {
 	}
 	g := lifecycle.New(opts...)
 
-	ln, err := app.Listen(cfg.Addr)
-	if err != nil {
-		app.Fatal(err)
-	}
-	mux := app.Handler(cfg.Delay)
-	mux.Handle("/readyz", g.ReadyHandler())
-	srv := &http.Server{Handler: mux}
-	budget := cfg.BudgetOr(lifecycle.DefaultShutdownTimeout)
-	_ = g.Add("http", lifecycle.Func(func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(ln) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), budget)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = srv.Close()
-		}
-		return err
-	}))
+	srv := &http.Server{Addr: cfg.Addr, Handler: app.Handler(cfg.Delay)}
+	_ = g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
 	_ = g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		return app.Worker(ctx, cfg.Hang)
 	}))
