@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,7 +53,7 @@ func (k rndKind) firesWhile() bool {
 type rndWhen int
 
 const (
-	rndAtStart    rndWhen = iota // as soon as Start runs (only without Readier: it is ready then)
+	rndAtStart    rndWhen = iota // as soon as Start runs (a Readier: right after it closed its channel)
 	rndAfterReady                // once the Group has reported it ready (EventReady)
 	rndOnCommand                 // when the driver fires it, once the Group is running
 )
@@ -118,11 +117,6 @@ func rndGenerate(r *rand.Rand) *rndPlan {
 		}
 		if k.firesWhile() {
 			c.when = rndWhen(r.IntN(3))
-			if c.when == rndAtStart && c.readier && !rndReadyThenFailOK {
-				// A Readier that fails right after it closed its channel, before
-				// the Group saw it ready: see TestRandomReadyThenFail.
-				c.when = rndAfterReady
-			}
 		}
 		p.comps = append(p.comps, c)
 	}
@@ -795,20 +789,6 @@ func FuzzGroup(f *testing.F) {
 	})
 }
 
-// rndReadyThenFailOK lets the generator make Readiers that fail as soon as
-// they are ready (TestRandomReadyThenFail); on by default once it passes.
-var rndReadyThenFailOK = os.Getenv("LIFECYCLE_BUGS") == "1"
-
-// rndKnownBug skips a test that reproduces an engine bug found by the
-// randomized test, unless LIFECYCLE_BUGS=1. Remove the call once group.go is
-// fixed.
-func rndKnownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("LIFECYCLE_BUGS") != "1" {
-		t.Skip("known engine bug (" + what + "); run with LIFECYCLE_BUGS=1")
-	}
-}
-
 // rndStuckStop is a component whose Stop ignores its ctx until release closes.
 type rndStuckStop struct{ quit, release chan struct{} }
 
@@ -869,10 +849,8 @@ func (c *rndReadyThenFail) Stop(context.Context) error { c.stops.Add(1); return 
 // started and must be stopped once, even if its Start returned before the
 // start loop saw the channel closed (which happens nearly every time here:
 // the Start goroutine runs on until it returns); and its failure is reported
-// once. The engine reports it twice: awaitReady records it (failStart), and
-// stopOne records it again because exited marked it unreported.
+// once. (The engine once did not stop it, then reported it twice.)
 func TestRandomReadyThenFail(t *testing.T) {
-	rndKnownBug(t, "a Readier that fails right after it is ready is reported twice")
 	c := &rndReadyThenFail{ready: make(chan struct{})}
 	g := New(WithSignals(), WithLogger(nil))
 	if err := g.Add("c", c); err != nil {
