@@ -72,7 +72,7 @@ func printTable(w io.Writer, in tableInput) {
 	loadRow(defaults, "SIGTERM under load, as configured by default (graceful: 5 s drain delay)")
 	loadRow(noDrain, "SIGTERM under load, graceful with WithDrainDelay(0)")
 
-	cells := []string{"worker's stop hangs, budget 1 s: SIGTERM → exit"}
+	cells := []string{"worker's stop hangs, budget 1 s (graceful: 200 ms drain inside it): SIGTERM → exit"}
 	for _, p := range peerNames {
 		r, ok := in.hang[p]
 		switch {
@@ -107,7 +107,11 @@ func withRatio(s string, v, base float64, peer string) string {
 	if peer == "graceful" || base == 0 {
 		return s
 	}
-	return fmt.Sprintf("%s (×%.2f)", s, v/base)
+	r := v / base
+	if r < 0.1 {
+		return fmt.Sprintf("%s (×%.2g)", s, r)
+	}
+	return fmt.Sprintf("%s (×%.2f)", s, r)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
