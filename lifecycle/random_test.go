@@ -744,8 +744,8 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 // rndSeeds is how many seeds TestRandom runs, and how many at once: most
 // runs wait on timers, so they overlap well even on two cores.
 const (
-	rndSeeds      = 200
-	rndSeedsShort = 40
+	rndSeeds      = 500
+	rndSeedsShort = 50
 	rndParallel   = 8
 )
 
