@@ -285,7 +285,7 @@ func (s *Server) listen() (*listener, error) {
 			return nil, fmt.Errorf("httpcomponent: %w", err)
 		}
 	}
-	return &listener{Listener: ln, t: s.t}, nil
+	return newListener(ln, s.t), nil
 }
 
 func (s *Server) checkCert() error {
@@ -403,6 +403,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.t.stopping.Store(true)
 	_ = s.ln.Close()
+	// Once no Accept runs, every connection accepted is tracked.
+	select {
+	case <-s.ln.quiet:
+	case <-ctx.Done():
+	}
 	if s.testListenerClosed != nil {
 		s.testListenerClosed()
 	}

@@ -301,21 +301,63 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 // listener tracks the connections it accepts.
 type listener struct {
 	net.Listener
-	t         *tracker
+	t        *tracker
+	quiet    chan struct{} // closed once closed and no Accept is running
+
 	closeOnce sync.Once
 	closeErr  error
+
+	mu        sync.Mutex
+	closed    bool
+	accepting int // Accept calls running
+	quietOnce sync.Once
 }
 
+func newListener(ln net.Listener, t *tracker) *listener {
+	return &listener{Listener: ln, t: t, quiet: make(chan struct{})}
+}
+
+// Accept accepts a connection and tracks it before it returns it, so that
+// once quiet is closed every connection accepted is known to the tracker.
 func (l *listener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	l.accepting++
+	l.mu.Unlock()
 	nc, err := l.Listener.Accept()
+	var c net.Conn
+	if err == nil {
+		c = l.t.add(nc)
+	}
+	l.mu.Lock()
+	l.accepting--
+	l.checkQuiet()
+	l.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return l.t.add(nc), nil
+	return c, nil
 }
 
 // Close closes the listener once; http.Server and Stop both close it.
 func (l *listener) Close() error {
-	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.checkQuiet()
+		l.mu.Unlock()
+		l.closeErr = l.Listener.Close()
+	})
 	return l.closeErr
+}
+
+// checkQuiet closes quiet once the listener is closed and no Accept runs.
+// Called with l.mu held.
+func (l *listener) checkQuiet() {
+	if l.closed && l.accepting == 0 {
+		l.quietOnce.Do(func() { close(l.quiet) })
+	}
 }
