@@ -301,8 +301,8 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 // listener tracks the connections it accepts.
 type listener struct {
 	net.Listener
-	t        *tracker
-	quiet    chan struct{} // closed once closed and no Accept is running
+	t     *tracker
+	quiet chan struct{} // closed once closed and no Accept is running
 
 	closeOnce sync.Once
 	closeErr  error
