@@ -65,7 +65,7 @@ func main() {
 		dir      = flag.String("dir", ".", "directory of the benchmarks module")
 		bench    = flag.String("bench", "", "file with the output of go test -bench, to include in the table")
 		runs     = flag.Int("runs", 11, "runs of the idle scenario per peer and setup (median)")
-		loadRuns = flag.Int("loadruns", 3, "runs of the load scenario per peer and setup (summed)")
+		loadRuns = flag.Int("loadruns", 5, "runs of the load scenario per peer and setup (summed)")
 		cores    = flag.String("nproc", "", "number of cores to print (default runtime.NumCPU)")
 		only     = flag.String("scenarios", "idle,load,hang", "process-level scenarios to run, comma-separated")
 	)
