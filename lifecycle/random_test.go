@@ -329,6 +329,7 @@ func rndRun(t testing.TB, p *rndPlan) *rndResult {
 		exited  = map[string]chan struct{}{}
 		running = make(chan struct{})
 		shut    = make(chan struct{})
+		shutOne sync.Once
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -347,7 +348,7 @@ func rndRun(t testing.TB, p *rndPlan) *rndResult {
 				close(running)
 			}
 		case EventShutdown:
-			close(shut) // once: a second EventShutdown panics the test
+			shutOne.Do(func() { close(shut) }) // a second one is an error for rndCheck
 		case EventReady:
 			mu.Lock()
 			ready++
@@ -494,7 +495,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("plan: %v\nerr: %v", p, res.err)
+			t.Logf("plan: %v\nRun took %v; err: %v", p, res.end.Sub(res.began), res.err)
 			for _, ev := range res.events {
 				t.Logf("  %3d %-9s %-8s %-18s %v", ev.seq, ev.Kind, ev.Phase, ev.Component, ev.Err)
 			}
