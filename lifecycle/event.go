@@ -83,8 +83,19 @@ type Event struct {
 	Time      time.Time
 }
 
-// emit reports ev to the observer and the logger.
+// emit reports ev to the observer and the logger. With neither listening, it
+// costs no more than a check.
 func (g *Group) emit(ev Event) {
+	l := g.cfg.logger
+	level := slog.LevelInfo
+	if ev.Kind == EventAbandoned || ev.Kind == EventForced || (ev.Err != nil && ev.Kind != EventShutdown) {
+		level = slog.LevelError
+	}
+	ctx := context.Background()
+	logged := l.Enabled(ctx, level)
+	if g.cfg.observer == nil && !logged {
+		return
+	}
 	ev.Time = time.Now()
 	if ev.Kind != EventPhase {
 		ev.Phase = g.Phase()
@@ -92,16 +103,7 @@ func (g *Group) emit(ev Event) {
 	if g.cfg.observer != nil {
 		g.cfg.observer(ev)
 	}
-	l := g.cfg.logger
-	level := slog.LevelInfo
-	switch {
-	case ev.Kind == EventAbandoned || ev.Kind == EventForced:
-		level = slog.LevelError
-	case ev.Err != nil && ev.Kind != EventShutdown:
-		level = slog.LevelError
-	}
-	ctx := context.Background()
-	if !l.Enabled(ctx, level) {
+	if !logged {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 5)
@@ -127,4 +129,22 @@ func (g *Group) emit(ev Event) {
 		}
 	}
 	l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// clock returns the time now if anything listens to the Group's events, and
+// the zero time otherwise, so that a quiet Group does not read the clock for
+// durations nobody sees.
+func (g *Group) clock() time.Time {
+	if g.cfg.observer == nil && !g.cfg.logger.Enabled(context.Background(), slog.LevelError) {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// since is time.Since(t), or 0 for the zero time of a quiet clock.
+func since(t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t)
 }

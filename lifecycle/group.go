@@ -551,7 +551,7 @@ func (g *Group) launch(base context.Context, e *entry) error {
 	e.launched, e.stop = true, true
 	e.isReady = e.readyC == nil // set before the goroutine exists: no lock needed
 	g.emit(Event{Kind: EventStarting, Component: e.name})
-	e.startedAt = time.Now()
+	e.startedAt = g.clock()
 	g.eg.Go(func() error {
 		g.handshake <- struct{}{}
 		err := protect(func() error { return e.c.Start(e.ctx) })
@@ -560,7 +560,7 @@ func (g *Group) launch(base context.Context, e *entry) error {
 	})
 	<-g.handshake
 	if e.readyC == nil {
-		g.emit(Event{Kind: EventReady, Component: e.name, Duration: time.Since(e.startedAt)})
+		g.emit(Event{Kind: EventReady, Component: e.name, Duration: since(e.startedAt)})
 	}
 	return nil
 }
@@ -576,7 +576,7 @@ func (g *Group) awaitReady(ctx context.Context, e *entry, timeout <-chan time.Ti
 		e.isReady = !exited
 		g.mu.Unlock()
 		if !exited {
-			g.emit(Event{Kind: EventReady, Component: e.name, Duration: time.Since(e.startedAt)})
+			g.emit(Event{Kind: EventReady, Component: e.name, Duration: since(e.startedAt)})
 			return true
 		}
 	case <-e.done:
@@ -677,27 +677,60 @@ func (g *Group) finish(ctx context.Context) {
 func (g *Group) stopAll(ctx context.Context) {
 	g.setPhase(PhaseStopping)
 	w := waiter{ctx: ctx}
+	var s stopper
+	defer s.close()
 	for i := len(g.entries) - 1; i >= 0; i-- {
 		if e := g.entries[i]; e.stop {
-			g.stopOne(ctx, e, &w)
+			g.stopOne(ctx, e, &s, &w)
 		}
 	}
 }
 
-func (g *Group) stopOne(ctx context.Context, e *entry, w *waiter) {
+// stopper calls Stops in a goroutine of its own, so that a Stop that does not
+// return can be abandoned. One goroutine serves a whole stop phase; after an
+// abandoned Stop the next call starts another.
+type stopper struct {
+	jobs chan Component // nil until the first call
+	errs chan error     // the result of each job
+}
+
+// stop calls c.Stop(ctx) and returns its error, and true, if it returned
+// before w gave up; false if it was abandoned.
+func (s *stopper) stop(ctx context.Context, c Component, w *waiter) (error, bool) {
+	if s.jobs == nil {
+		jobs, errs := make(chan Component), make(chan error, 1)
+		s.jobs, s.errs = jobs, errs
+		go func() {
+			for c := range jobs {
+				errs <- protect(func() error { return c.Stop(ctx) })
+			}
+		}()
+	}
+	s.jobs <- c
+	err, ok := await(w, s.errs)
+	if !ok {
+		s.close() // the goroutine ends when the abandoned Stop returns
+	}
+	return err, ok
+}
+
+// close ends the stopper's goroutine once it has finished its job.
+func (s *stopper) close() {
+	if s.jobs != nil {
+		close(s.jobs)
+		s.jobs = nil
+	}
+}
+
+func (g *Group) stopOne(ctx context.Context, e *entry, s *stopper, w *waiter) {
 	g.mu.Lock()
 	e.stopping = true
 	cause := g.cause
 	g.mu.Unlock()
 	g.emit(Event{Kind: EventStopping, Component: e.name})
-	began := time.Now()
-	stopped := make(chan struct{})
-	var err error
-	go func() {
-		err = protect(func() error { return e.c.Stop(ctx) })
-		close(stopped)
-	}()
-	if !w.wait(stopped) {
+	began := g.clock()
+	err, ok := s.stop(ctx, e.c, w)
+	if !ok {
 		g.abandon(ctx, e, "Stop did not return")
 		e.cancel(cause)
 		return
@@ -709,7 +742,7 @@ func (g *Group) stopOne(ctx context.Context, e *entry, w *waiter) {
 		g.record(&ComponentError{Component: e.name, Phase: PhaseStopping, Err: err})
 	}
 	e.cancel(cause)
-	if !w.wait(e.done) {
+	if _, ok := await(w, e.done); !ok {
 		g.abandon(ctx, e, "Start did not return after Stop")
 		return
 	}
@@ -720,7 +753,7 @@ func (g *Group) stopOne(ctx context.Context, e *entry, w *waiter) {
 		// Start failed after the start had already failed for another reason.
 		g.record(&ComponentError{Component: e.name, Phase: PhaseStarting, Err: e.err})
 	}
-	g.emit(Event{Kind: EventStopped, Component: e.name, Err: err, Duration: time.Since(began)})
+	g.emit(Event{Kind: EventStopped, Component: e.name, Err: err, Duration: since(began)})
 }
 
 func (g *Group) abandon(ctx context.Context, e *entry, what string) {
@@ -779,17 +812,19 @@ type waiter struct {
 	end time.Time // zero until ctx is seen done
 }
 
-// wait reports whether ch was closed in time.
-func (w *waiter) wait(ch <-chan struct{}) bool {
+// await returns what ch gives, and true, if it gives it (or is closed) in
+// time; false if w gives up first.
+func await[T any](w *waiter, ch <-chan T) (T, bool) {
+	var zero T
 	select {
-	case <-ch:
-		return true
+	case v := <-ch:
+		return v, true
 	default:
 	}
 	if w.end.IsZero() {
 		select {
-		case <-ch:
-			return true
+		case v := <-ch:
+			return v, true
 		case <-w.ctx.Done():
 			w.end = time.Now().Add(stopGrace)
 		}
@@ -799,15 +834,15 @@ func (w *waiter) wait(ch <-chan struct{}) bool {
 		limit = stopGrace / 2
 	}
 	if limit <= 0 {
-		return false
+		return zero, false
 	}
 	t := time.NewTimer(limit)
 	defer t.Stop()
 	select {
-	case <-ch:
-		return true
+	case v := <-ch:
+		return v, true
 	case <-t.C:
-		return false
+		return zero, false
 	}
 }
 
