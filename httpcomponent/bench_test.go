@@ -1,0 +1,201 @@
+package httpcomponent
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchTarget is a server under benchmark and the keep-alive clients that
+// load it.
+type benchTarget struct {
+	url     string
+	clients []*http.Client
+	elapsed time.Duration
+	n       int
+}
+
+func newBenchTarget(b *testing.B, addr string, workers int) *benchTarget {
+	bt := &benchTarget{url: "http://" + addr + "/"}
+	for range workers {
+		tr := &http.Transport{MaxIdleConnsPerHost: 1}
+		b.Cleanup(tr.CloseIdleConnections)
+		bt.clients = append(bt.clients, &http.Client{Transport: tr})
+	}
+	return bt
+}
+
+// run sends n requests, spread over the workers, and adds the time they took.
+func (bt *benchTarget) run(b *testing.B, n int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for _, c := range bt.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				resp, err := c.Get(bt.url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	bt.elapsed += time.Since(began)
+	bt.n += n
+}
+
+func (bt *benchTarget) rate() float64 { return float64(bt.n) / bt.elapsed.Seconds() }
+
+// BenchmarkThroughput measures requests per second through the component and
+// through a bare http.Server on the same handler, in the same run: each op is
+// one request to each, sent in alternating rounds so that both see the same
+// machine. The metric "ratio" is the component's rate over the bare server's.
+func BenchmarkThroughput(b *testing.B) {
+	const (
+		workers = 4
+		round   = 500
+	)
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bareSrv := &http.Server{Handler: h}
+	bareDone := make(chan struct{})
+	go func() {
+		defer close(bareDone)
+		_ = bareSrv.Serve(ln)
+	}()
+	defer func() {
+		_ = bareSrv.Close()
+		<-bareDone
+	}()
+
+	comp := newServer(h)
+	compDone := make(chan error, 1)
+	go func() { compDone <- comp.Start(context.Background()) }()
+	<-comp.Ready()
+	defer func() {
+		_ = comp.Stop(context.Background())
+		<-compDone
+	}()
+
+	bare := newBenchTarget(b, ln.Addr().String(), workers)
+	component := newBenchTarget(b, comp.Addr().String(), workers)
+	bare.run(b, workers) // open the connections
+	component.run(b, workers)
+	bare.elapsed, bare.n, component.elapsed, component.n = 0, 0, 0, 0
+
+	b.ResetTimer()
+	for done, i := 0, 0; done < b.N; i++ {
+		n := min(round, b.N-done)
+		if i%2 == 0 {
+			bare.run(b, n)
+			component.run(b, n)
+		} else {
+			component.run(b, n)
+			bare.run(b, n)
+		}
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(bare.rate(), "bare-req/s")
+	b.ReportMetric(component.rate(), "component-req/s")
+	b.ReportMetric(component.rate()/bare.rate(), "ratio")
+}
+
+// BenchmarkStopAfterLastRequest measures the time from the end of the last
+// in-flight request to the return of Stop, and of a plain
+// http.Server.Shutdown, when that request ends 100 ms after the shutdown
+// began. The metric is "ms-after-last".
+func BenchmarkStopAfterLastRequest(b *testing.B) {
+	const requestLeft = 100 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		// serve starts a server with h on ln and returns a function that
+		// shuts it down gracefully, blocking until it has.
+		serve func(srv *http.Server, ln net.Listener) (stop func())
+	}{
+		{"component", func(srv *http.Server, ln net.Listener) func() {
+			s := New(srv, WithListener(ln))
+			done := make(chan error, 1)
+			go func() { done <- s.Start(context.Background()) }()
+			<-s.Ready()
+			return func() {
+				_ = s.Stop(context.Background())
+				<-done
+			}
+		}},
+		{"Shutdown", func(srv *http.Server, ln net.Listener) func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = srv.Serve(ln)
+			}()
+			return func() {
+				_ = srv.Shutdown(context.Background())
+				<-done
+			}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				entered, release := make(chan struct{}), make(chan struct{})
+				var finished time.Time
+				srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					close(entered)
+					<-release
+					_, _ = io.WriteString(w, "done")
+					finished = time.Now() // read after stop has returned
+				})}
+				shutdownBegan := make(chan struct{})
+				srv.RegisterOnShutdown(func() { close(shutdownBegan) })
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				stop := tc.serve(srv, ln)
+				tr := &http.Transport{}
+				c := &http.Client{Transport: tr}
+				resp := make(chan error, 1)
+				go func() {
+					r, err := c.Get("http://" + ln.Addr().String())
+					if err == nil {
+						_, err = io.Copy(io.Discard, r.Body)
+						r.Body.Close()
+					}
+					resp <- err
+				}()
+				<-entered
+				stopped := make(chan time.Time, 1)
+				go func() {
+					stop()
+					stopped <- time.Now()
+				}()
+				<-shutdownBegan
+				t := time.AfterFunc(requestLeft, func() { close(release) })
+				at := <-stopped
+				t.Stop()
+				if err := <-resp; err != nil {
+					b.Fatal(err)
+				}
+				tr.CloseIdleConnections()
+				total += at.Sub(finished)
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-after-last")
+		})
+	}
+}
