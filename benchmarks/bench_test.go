@@ -54,3 +54,22 @@ func BenchmarkSlowStart(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkShutdown measures the supervisor's share of an idle SIGTERM →
+// exit: the time from the request to stop until an idle HTTP server on a
+// loopback port and a worker have stopped and the supervisor has returned.
+func BenchmarkShutdown(b *testing.B) {
+	for _, p := range peers {
+		b.Run("peer="+p.name, func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				took, err := shutdowns[p.name]()
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += took
+			}
+			b.ReportMetric(float64(total.Nanoseconds())/1000/float64(b.N), "µs-to-stop")
+		})
+	}
+}

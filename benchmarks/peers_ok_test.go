@@ -20,6 +20,9 @@ func TestPeers(t *testing.T) {
 			if took < time.Millisecond {
 				t.Errorf("slowStart(3, 1ms): ready after %v, want at least 1ms", took)
 			}
+			if _, err := shutdowns[p.name](); err != nil {
+				t.Errorf("shutdown: have %v, want nil", err)
+			}
 		})
 	}
 }

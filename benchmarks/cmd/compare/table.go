@@ -35,6 +35,7 @@ func printTable(w io.Writer, in tableInput) {
 		benchRow(w, in.benches, bench, "allocs/component", "… allocs per component", "%.1f")
 	}
 	benchRow(w, in.benches, "SlowStart", "ms-to-ready", "start of 20 components that take 5 ms each: ms until all ready", "%.1f")
+	benchRow(w, in.benches, "Shutdown", "µs-to-stop", "in process: stop of an idle HTTP server and a worker, µs from the request to stop until return", "%.1f")
 
 	idleRow := func(s setup, label string) {
 		cells := []string{fmt.Sprintf("%s, ms (median of %d)", label, in.runs)}
