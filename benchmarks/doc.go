@@ -11,8 +11,8 @@
 // starts 20 components that each take 5 ms to become ready and reports
 // ms-to-ready; BenchmarkShutdown stops an idle HTTP server and a worker and
 // reports µs-to-stop, the supervisor's share of an idle SIGTERM → exit. The
-// process-level comparison is cmd/compare, driven by
-// run.sh, which also prints the table.
+// process-level comparison is cmd/compare, driven by run.sh, which also
+// prints the table.
 //
 // This is a module of its own so that the library's module graph does not
 // pull in the peers.
