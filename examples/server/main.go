@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"budget for the whole shutdown, drain delay included; what has not stopped by then is abandoned")
 	fs.BoolVar(&o.hangStop, "hang-stop", false, `add a component "stuck" whose Stop never returns, to show the shutdown timeout`)
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every /work request)")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every connection and /work request)")
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -133,6 +134,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       time.Minute,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				log.Debug("http: connection accepted", "remote", c.RemoteAddr().String())
+			}
+		},
 	}, httpcomponent.WithHealth(g))
 	// The gRPC server has the grpc.health.v1 service: SERVING once the whole
 	// Group runs, NOT_SERVING from the first moment of the drain. Register

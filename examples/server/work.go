@@ -12,7 +12,7 @@ import (
 // workHandler serves GET /work: it borrows a connection from the pool, holds
 // it for delay (a query, say), and answers 200. If the request's context is
 // cancelled first (the client left, or the shutdown budget ran out and the
-// server closed hard), it gives up without answering.
+// server is closing hard), it gives up and answers 503.
 func workHandler(p *pool, delay time.Duration, served *atomic.Int64, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -29,7 +29,10 @@ func workHandler(p *pool, delay time.Duration, served *atomic.Int64, log *slog.L
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			// The client left, or the shutdown budget ran out: say so rather
+			// than answer an empty 200, in case the connection still carries it.
 			log.Warn("work: cancelled", "err", context.Cause(ctx))
+			http.Error(w, "cancelled: "+context.Cause(ctx).Error(), http.StatusServiceUnavailable)
 			return
 		}
 		served.Add(1)
