@@ -9,6 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
+load_start="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 bench="$(mktemp)"
 trap 'rm -f "$bench"' EXIT
 
@@ -16,4 +17,4 @@ echo "run.sh: in-process benchmarks (go test -bench, 3 counts, median)" >&2
 go test -run '^$' -bench . -benchtime=1s -count=3 . | tee "$bench" >&2
 
 echo "run.sh: process-level comparison (cmd/compare)" >&2
-go run ./cmd/compare -dir "$here" -bench "$bench" -nproc "$(nproc)" "$@"
+go run ./cmd/compare -dir "$here" -bench "$bench" -nproc "$(nproc)" -loadstart "$load_start" "$@"

@@ -22,3 +22,18 @@ func cpuModel() string {
 	}
 	return "unknown CPU"
 }
+
+// loadAvg returns the 1, 5 and 15 minute load averages from /proc/loadavg,
+// or "unknown": on a shared machine they say how much the figures can be
+// trusted.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -67,6 +67,7 @@ func main() {
 		runs     = flag.Int("runs", 11, "runs of the idle scenario per peer and setup (median)")
 		loadRuns = flag.Int("loadruns", 5, "runs of the load scenario per peer and setup (summed)")
 		cores    = flag.String("nproc", "", "number of cores to print (default runtime.NumCPU)")
+		load0    = flag.String("loadstart", loadAvg(), "load average to print as the one at the start of the run")
 		only     = flag.String("scenarios", "idle,load,hang", "process-level scenarios to run, comma-separated")
 	)
 	flag.Parse()
@@ -83,13 +84,13 @@ func main() {
 	if !scenarios["load"] {
 		*loadRuns = 0
 	}
-	if err := run(*dir, *bench, *runs, *loadRuns, *cores, scenarios["hang"]); err != nil {
+	if err := run(*dir, *bench, *runs, *loadRuns, *cores, *load0, scenarios["hang"]); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, benchFile string, runs, loadRuns int, cores string, hangToo bool) error {
+func run(dir, benchFile string, runs, loadRuns int, cores, loadStart string, hangToo bool) error {
 	var benches benchResults
 	if benchFile != "" {
 		var err error
@@ -158,7 +159,7 @@ func run(dir, benchFile string, runs, loadRuns int, cores string, hangToo bool) 
 	}
 
 	printTable(os.Stdout, tableInput{
-		cores: cores, runs: runs, loadRuns: loadRuns,
+		cores: cores, loadStart: loadStart, runs: runs, loadRuns: loadRuns,
 		benches: benches, idle: idle, load: load, hang: hang,
 	})
 	return nil
