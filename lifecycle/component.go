@@ -33,8 +33,11 @@ type Component interface {
 // Readier is implemented by a component that can tell when it is ready to
 // serve (a server whose listener is bound, a pool with its first connection).
 // The Group starts the next component only after Ready's channel is closed.
-// A component that does not implement Readier is ready as soon as its Start is
-// running.
+// A component that does not implement Readier is ready as soon as the
+// goroutine that calls its Start is started: the Group does not wait for it,
+// so the next component's Start, and even this one's Drain or Stop, may run
+// before this Start has run a line. Its Stop must be safe then (those of Func
+// and Hooks are). A component whose order matters implements Readier.
 //
 // Ready may be called before Start, and must return the same channel every
 // time. The channel is closed once, when the component is ready; a Start that

@@ -23,15 +23,15 @@ func Example() {
 		func(ctx context.Context) error { fmt.Println("pool: open"); return nil },
 		func(ctx context.Context) error { fmt.Println("pool: closed"); return nil },
 	))
+	ctx, cancel := context.WithCancel(context.Background())
 	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		fmt.Println("worker: running")
+		cancel() // for the example: the service is asked to stop at once
 		<-ctx.Done() // Stop cancels ctx
 		fmt.Println("worker: done")
 		return nil
 	}))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-g.Ready(); cancel() }()
 	err := g.Run(ctx)
 	fmt.Println("exit code:", lifecycle.ExitCode(err))
 	// Output:

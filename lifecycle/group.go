@@ -64,7 +64,6 @@ type Group struct {
 	ended     bool
 	errs      []error
 
-	handshake chan struct{} // a Start goroutine tells the start loop it is running
 	eg        errgroup.Group
 }
 
@@ -389,7 +388,6 @@ func (g *Group) begin(ctx context.Context, mode runMode, verb string) error {
 	g.shutdown = make(chan struct{})
 	g.startDone = make(chan struct{})
 	g.finished = make(chan struct{})
-	g.handshake = make(chan struct{})
 	g.phaseAt = time.Now()
 	return nil
 }
@@ -538,8 +536,8 @@ func (g *Group) startAll(ctx context.Context) bool {
 	return true
 }
 
-// launch calls e's Start in a goroutine of the errgroup, and returns when that
-// goroutine is about to call it.
+// launch calls e's Start in a goroutine of the errgroup. It does not wait for
+// that goroutine to run.
 func (g *Group) launch(base context.Context, e *entry) error {
 	if r, ok := e.c.(Readier); ok {
 		if err := protect(func() error { e.readyC = r.Ready(); return nil }); err != nil {
@@ -553,12 +551,10 @@ func (g *Group) launch(base context.Context, e *entry) error {
 	g.emit(Event{Kind: EventStarting, Component: e.name})
 	e.startedAt = g.clock()
 	g.eg.Go(func() error {
-		g.handshake <- struct{}{}
 		err := protect(func() error { return e.c.Start(e.ctx) })
 		g.exited(e, err)
 		return nil
 	})
-	<-g.handshake
 	if e.readyC == nil {
 		g.emit(Event{Kind: EventReady, Component: e.name, Duration: since(e.startedAt)})
 	}
@@ -673,101 +669,6 @@ func (g *Group) finish(ctx context.Context) {
 	close(g.finished)
 }
 
-// stopAll stops the started components in reverse order, bounded by ctx.
-func (g *Group) stopAll(ctx context.Context) {
-	g.setPhase(PhaseStopping)
-	w := waiter{ctx: ctx}
-	var s stopper
-	defer s.close()
-	for i := len(g.entries) - 1; i >= 0; i-- {
-		if e := g.entries[i]; e.stop {
-			g.stopOne(ctx, e, &s, &w)
-		}
-	}
-}
-
-// stopper calls Stops in a goroutine of its own, so that a Stop that does not
-// return can be abandoned. One goroutine serves a whole stop phase; after an
-// abandoned Stop the next call starts another.
-type stopper struct {
-	jobs chan Component // nil until the first call
-	errs chan error     // the result of each job
-}
-
-// stop calls c.Stop(ctx) and returns its error, and true, if it returned
-// before w gave up; false if it was abandoned.
-func (s *stopper) stop(ctx context.Context, c Component, w *waiter) (error, bool) {
-	if s.jobs == nil {
-		jobs, errs := make(chan Component), make(chan error, 1)
-		s.jobs, s.errs = jobs, errs
-		go func() {
-			for c := range jobs {
-				errs <- protect(func() error { return c.Stop(ctx) })
-			}
-		}()
-	}
-	s.jobs <- c
-	err, ok := await(w, s.errs)
-	if !ok {
-		s.close() // the goroutine ends when the abandoned Stop returns
-	}
-	return err, ok
-}
-
-// close ends the stopper's goroutine once it has finished its job.
-func (s *stopper) close() {
-	if s.jobs != nil {
-		close(s.jobs)
-		s.jobs = nil
-	}
-}
-
-func (g *Group) stopOne(ctx context.Context, e *entry, s *stopper, w *waiter) {
-	g.mu.Lock()
-	e.stopping = true
-	cause := g.cause
-	g.mu.Unlock()
-	g.emit(Event{Kind: EventStopping, Component: e.name})
-	began := g.clock()
-	err, ok := s.stop(ctx, e.c, w)
-	if !ok {
-		g.abandon(ctx, e, "Stop did not return")
-		e.cancel(cause)
-		return
-	}
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
-			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
-		}
-		g.record(&ComponentError{Component: e.name, Phase: PhaseStopping, Err: err})
-	}
-	e.cancel(cause)
-	if _, ok := await(w, e.done); !ok {
-		g.abandon(ctx, e, "Start did not return after Stop")
-		return
-	}
-	g.mu.Lock()
-	unreported := e.unreported
-	g.mu.Unlock()
-	if unreported && !benign(e.ctx, e.err) {
-		// Start failed after the start had already failed for another reason.
-		g.record(&ComponentError{Component: e.name, Phase: PhaseStarting, Err: e.err})
-	}
-	g.emit(Event{Kind: EventStopped, Component: e.name, Err: err, Duration: since(began)})
-}
-
-func (g *Group) abandon(ctx context.Context, e *entry, what string) {
-	var err error
-	if errors.Is(context.Cause(ctx), ErrForced) {
-		err = fmt.Errorf("%s before the shutdown was forced: %w", what, ErrForced)
-	} else {
-		err = fmt.Errorf("%s within the shutdown timeout: %w", what, ErrTimeout)
-	}
-	cerr := &ComponentError{Component: e.name, Phase: PhaseStopping, Err: err}
-	g.record(cerr)
-	g.emit(Event{Kind: EventAbandoned, Component: e.name, Err: cerr})
-}
-
 // end moves the Group to PhaseStopped and releases what the run held.
 func (g *Group) end() {
 	g.mu.Lock()
@@ -801,49 +702,6 @@ func (g *Group) end() {
 	}
 	g.state = stateClosed
 	g.mu.Unlock()
-}
-
-// waiter bounds the waits of a stop phase: each wait ends when its channel is
-// closed, or after ctx is done and a short grace has passed. All waits that
-// begin after ctx is done share one grace period of stopGrace; each may take
-// up to half of it.
-type waiter struct {
-	ctx context.Context
-	end time.Time // zero until ctx is seen done
-}
-
-// await returns what ch gives, and true, if it gives it (or is closed) in
-// time; false if w gives up first.
-func await[T any](w *waiter, ch <-chan T) (T, bool) {
-	var zero T
-	select {
-	case v := <-ch:
-		return v, true
-	default:
-	}
-	if w.end.IsZero() {
-		select {
-		case v := <-ch:
-			return v, true
-		case <-w.ctx.Done():
-			w.end = time.Now().Add(stopGrace)
-		}
-	}
-	limit := time.Until(w.end)
-	if limit > stopGrace/2 {
-		limit = stopGrace / 2
-	}
-	if limit <= 0 {
-		return zero, false
-	}
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	select {
-	case v := <-ch:
-		return v, true
-	case <-t.C:
-		return zero, false
-	}
 }
 
 // protect calls fn and turns a panic into a *PanicError.

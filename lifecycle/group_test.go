@@ -21,7 +21,7 @@ func TestStartOrder(t *testing.T) {
 	r := &rec{}
 	a, b, c := newComp(r, "a"), newComp(r, "b"), newComp(r, "c")
 	a.gate = make(chan struct{})
-	g, _ := testGroup()
+	g, ev := testGroup()
 	require.NoError(t, g.Add("a", readyComp{a}))
 	require.NoError(t, g.Add("b", b)) // not a Readier: ready once Start runs
 	require.NoError(t, g.Add("c", readyComp{c}))
@@ -40,9 +40,16 @@ func TestStartOrder(t *testing.T) {
 
 	closed(t, g.Ready(), generous, "group ready")
 	assert.Equal(t, PhaseRunning, g.Phase())
-	assert.Equal(t, []string{"a", "b", "c"}, r.only("start:"))
+	var starting []string
+	for _, e := range ev.all() {
+		if e.Kind == EventStarting {
+			starting = append(starting, e.Component)
+		}
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, starting, "order of the Start calls")
 	cancel()
 	require.NoError(t, wait(t, done, generous, "Run"))
+	assert.ElementsMatch(t, []string{"a", "b", "c"}, r.only("start:"))
 	assert.Equal(t, []string{"c", "b", "a"}, r.only("stop:"))
 	assert.Equal(t, PhaseStopped, g.Phase())
 }
@@ -275,8 +282,8 @@ func TestDrain(t *testing.T) {
 	var readyAtDrain, liveAtDrain int
 	drained := make(chan struct{})
 	ev.ch = make(chan Event, 64)
-	require.NoError(t, g.Add("a", a))
-	require.NoError(t, g.Add("b", b))
+	require.NoError(t, g.Add("a", readyComp{a}))
+	require.NoError(t, g.Add("b", readyComp{b}))
 	assert.Equal(t, http.StatusServiceUnavailable, probe(g.ReadyHandler()), "ready before Run")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := runAsync(t, g, ctx)

@@ -25,9 +25,9 @@ func TestNested(t *testing.T) {
 	r := &rec{}
 	child := New(WithLogger(nil), WithSignals(syscall.SIGUSR1)) // would handle SIGUSR1 if it were Run
 	require.NoError(t, child.Add("c1", readyComp{newComp(r, "c1")}))
-	require.NoError(t, child.Add("c2", newComp(r, "c2")))
+	require.NoError(t, child.Add("c2", readyComp{newComp(r, "c2")}))
 	parent, _ := testGroup(WithSignals(syscall.SIGUSR1))
-	require.NoError(t, parent.Add("a", newComp(r, "a")))
+	require.NoError(t, parent.Add("a", readyComp{newComp(r, "a")}))
 	require.NoError(t, parent.Add("child", child))
 	require.NoError(t, parent.Add("b", readyComp{newComp(r, "b")}))
 
