@@ -20,6 +20,15 @@
 // them through the hook set with [WithHijackNotify], waits for them within its
 // budget, and closes them when it runs out.
 //
+// No request that a client has sent is lost by a stop that ends within its
+// budget: requests that reach a connection the server accepted are answered.
+// What the server cannot prevent is a client sending a request on a keep-alive
+// connection at the very moment Stop closes it as idle (HTTP/1.1 has no way to
+// say "no more" on an idle connection); the drain, with readiness at 503 and
+// "Connection: close" on every response, is what leaves no such connection by
+// then. Outside Linux, connections that the kernel has queued but the server
+// not yet accepted are reset when the listener closes.
+//
 // The readiness and liveness probes of a [lifecycle.Group] can be served on
 // the same server with [WithHealth], or mounted anywhere by hand:
 //
@@ -350,14 +359,23 @@ func (s *Server) install(base context.Context) {
 //
 //  1. responses carry "Connection: close" (as after Drain), the listener is
 //     closed (new connections are refused), and hijacked connections are told
-//     through the hook of [WithHijackNotify];
-//  2. a connection accepted moments ago is given a short grace to send its
-//     request, which is then served;
+//     through the hook of [WithHijackNotify]; on Linux, the connections that
+//     the kernel had already queued on a TCP listener are accepted and
+//     served rather than reset by the close;
+//  2. a connection accepted moments ago is given a grace (half a second from
+//     its accept) to send its request, which is then served: http.Server
+//     drops a request it finishes reading after Shutdown began;
 //  3. http.Server.Shutdown closes idle connections and sends GOAWAY on
 //     HTTP/2 ones, and in-flight requests finish; request contexts are not
 //     cancelled;
 //  4. Stop returns nil as soon as the last connection has ended, without
-//     waiting for Shutdown's next poll.
+//     waiting for Shutdown's next poll: within a millisecond of the last
+//     HTTP/1 response. An HTTP/2 connection ends when its client closes it
+//     after the GOAWAY, or else one second after its last stream (net/http
+//     waits that long so that the client reads the GOAWAY before the close).
+//     A hijacked connection ends when it is closed, by its handler or by the
+//     hook of [WithHijackNotify]; a connection that never sent a byte is
+//     closed after the grace.
 //
 // When ctx is done first, Stop cancels the contexts of the requests still
 // running (with ctx's cause), closes every connection left, hijacked ones
@@ -394,6 +412,8 @@ func (s *Server) Stop(ctx context.Context) error {
 	case <-s.ready:
 	case <-s.done:
 		return nil // Start failed, or saw the Stop and did not serve
+	case <-ctx.Done():
+		return nil // Start, when it gets there, sees the Stop and does not serve
 	}
 	return s.shutdown(ctx)
 }
@@ -402,6 +422,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	began := time.Now()
 	s.draining.Store(true)
 	s.t.stopping.Store(true)
+	s.ln.drain()
 	_ = s.ln.Close()
 	// Once no Accept runs, every connection accepted is tracked.
 	select {

@@ -309,7 +309,9 @@ type listener struct {
 
 	mu        sync.Mutex
 	closed    bool
-	accepting int // Accept calls running
+	draining  chan struct{} // made when drain begins, closed when it ends
+	pending   []*conn       // accepted by drain, not yet returned by Accept
+	accepting int           // Accept calls running
 	quietOnce sync.Once
 }
 
@@ -317,13 +319,23 @@ func newListener(ln net.Listener, t *tracker) *listener {
 	return &listener{Listener: ln, t: t, quiet: make(chan struct{})}
 }
 
+func (l *listener) closedErr() error {
+	return &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+}
+
 // Accept accepts a connection and tracks it before it returns it, so that
 // once quiet is closed every connection accepted is known to the tracker.
+// After drain, it returns the connections drain accepted, then an error
+// matching net.ErrClosed.
 func (l *listener) Accept() (net.Conn, error) {
 	l.mu.Lock()
+	if draining := l.draining; draining != nil {
+		l.mu.Unlock()
+		return l.handOver(draining)
+	}
 	if l.closed {
 		l.mu.Unlock()
-		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
+		return nil, l.closedErr()
 	}
 	l.accepting++
 	l.mu.Unlock()
@@ -335,11 +347,37 @@ func (l *listener) Accept() (net.Conn, error) {
 	l.mu.Lock()
 	l.accepting--
 	l.checkQuiet()
+	draining := l.draining
 	l.mu.Unlock()
-	if err != nil {
+	if err == nil {
+		return c, nil
+	}
+	if draining == nil {
 		return nil, err
 	}
-	return c, nil
+	// The socket was shut down by drain.
+	return l.handOver(draining)
+}
+
+// handOver returns, once drain has ended, the next connection drain
+// accepted, or an error matching net.ErrClosed when none is left.
+func (l *listener) handOver(draining <-chan struct{}) (net.Conn, error) {
+	<-draining
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.popLocked(); c != nil {
+		return c, nil
+	}
+	return nil, l.closedErr()
+}
+
+func (l *listener) popLocked() net.Conn {
+	if len(l.pending) == 0 {
+		return nil
+	}
+	c := l.pending[0]
+	l.pending = l.pending[1:]
+	return c
 }
 
 // Close closes the listener once; http.Server and Stop both close it.

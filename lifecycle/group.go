@@ -551,7 +551,7 @@ func (g *Group) launch(base context.Context, e *entry) error {
 	g.emit(Event{Kind: EventStarting, Component: e.name})
 	e.startedAt = g.clock()
 	g.eg.Go(func() error {
-		err := protect(func() error { return e.c.Start(e.ctx) })
+		err := call(e.c, e.ctx, false)
 		g.exited(e, err)
 		return nil
 	})
@@ -702,6 +702,20 @@ func (g *Group) end() {
 	}
 	g.state = stateClosed
 	g.mu.Unlock()
+}
+
+// call calls c.Stop(ctx) if stop, else c.Start(ctx), and turns a panic into a
+// *PanicError. Unlike protect, it allocates no closure.
+func call(c Component, ctx context.Context, stop bool) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	if stop {
+		return c.Stop(ctx)
+	}
+	return c.Start(ctx)
 }
 
 // protect calls fn and turns a panic into a *PanicError.

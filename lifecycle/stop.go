@@ -155,7 +155,7 @@ func (g *Group) stopFrom(ctx context.Context, w *stopWorker, i int) {
 		g.mu.Unlock()
 		g.emit(Event{Kind: EventStopping, Component: e.name})
 		began := g.clock()
-		err := protect(func() error { return e.c.Stop(ctx) })
+		err := call(e.c, ctx, true)
 		if !w.step(i, false) {
 			return
 		}
