@@ -495,7 +495,7 @@ func TestSignalDuringStart(t *testing.T) {
 	a, b := newComp(r, "a"), newComp(r, "b")
 	b.gate = make(chan struct{}) // b never gets ready; it honours its ctx
 	g, _ := testGroup(WithSignals(syscall.SIGUSR1))
-	require.NoError(t, g.Add("a", a))
+	require.NoError(t, g.Add("a", readyComp{a}))
 	require.NoError(t, g.Add("b", readyComp{b}))
 	require.NoError(t, g.Add("c", newComp(r, "c")))
 	done := runAsync(t, g, context.Background())
