@@ -24,9 +24,10 @@
 // budget: requests that reach a connection the server accepted are answered.
 // What the server cannot prevent is a client sending a request on a keep-alive
 // connection at the very moment Stop closes it as idle (HTTP/1.1 has no way to
-// say "no more" on an idle connection); the drain, with readiness at 503 and
-// "Connection: close" on every response, is what leaves no such connection by
-// then. Outside Linux, connections that the kernel has queued but the server
+// say "no more" on an idle connection). The drain, with readiness at 503 and
+// "Connection: close" on every response, makes that rare: a connection still
+// idle when Stop begins is one that carried no request for the whole drain
+// delay. Outside Linux, connections that the kernel has queued but the server
 // not yet accepted are reset when the listener closes.
 //
 // The readiness and liveness probes of a [lifecycle.Group] can be served on
