@@ -64,13 +64,18 @@ type Drainer interface {
 // until fn has returned or ctx is done, and returns nil: a fn that does not
 // return when its context is done is reported by the Group, which waits for
 // Start, as abandoned.
+//
+// The component is a [Readier]: it is ready once fn has been called, so in a
+// Group the next component starts only when fn is running. After a Stop
+// before Start, fn is never called.
 func Func(fn func(ctx context.Context) error) Component {
-	return &funcComponent{fn: fn, done: make(chan struct{})}
+	return &funcComponent{fn: fn, ready: make(chan struct{}), done: make(chan struct{})}
 }
 
 type funcComponent struct {
-	fn   func(ctx context.Context) error
-	done chan struct{} // closed when Start has returned
+	fn    func(ctx context.Context) error
+	ready chan struct{} // closed when fn is about to be called
+	done  chan struct{} // closed when Start has returned
 
 	mu      sync.Mutex
 	cancel  context.CancelCauseFunc // set by Start
@@ -91,12 +96,15 @@ func (f *funcComponent) Start(ctx context.Context) error {
 	}
 	f.cancel = cancel
 	f.mu.Unlock()
+	close(f.ready)
 	err := f.fn(ctx)
 	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
 		err = nil
 	}
 	return err
 }
+
+func (f *funcComponent) Ready() <-chan struct{} { return f.ready }
 
 func (f *funcComponent) Stop(ctx context.Context) error {
 	f.mu.Lock()
