@@ -69,11 +69,16 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 func (p *pool) put(c *conn) { p.conns <- c }
 
 // close refuses new borrows and waits until every connection is back, or ctx
-// is done. It is the stop hook of the pool's component; the Group calls it
-// once.
+// is done; then it reports those still borrowed. It is the stop hook of the
+// pool's component; the Group calls it once.
 func (p *pool) close(ctx context.Context) error {
 	close(p.closing)
 	for n := range p.size {
+		select {
+		case <-p.conns:
+			continue
+		default:
+		}
 		select {
 		case <-p.conns:
 		case <-ctx.Done():
