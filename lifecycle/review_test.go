@@ -7,6 +7,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -273,5 +274,46 @@ func TestReviewStopWaitsForRun(t *testing.T) {
 	require.NoError(t, wait(t, done, generous, "Run"))
 	if !early {
 		_ = wait(t, stopReturned, generous, "Stop after Run")
+	}
+}
+
+// Finding 8. A nested Group whose start failed is stopping what it started
+// (with its own shutdown timeout) when the parent calls Stop with a context
+// that runs out first: Stop returns as soon as its ctx is done, calls end
+// anyway, and so cancels the Start context of a component whose Stop is still
+// running (neither returned nor abandoned), reports PhaseStopped while it is
+// still stopping, and names nothing as abandoned.
+func TestReviewComponentStopDuringFailedStart(t *testing.T) {
+	reviewOnly(t, "Group.Stop during a failed Start's own stop phase ends the Group early")
+	r := &rec{}
+	a := newComp(r, "a")
+	a.stopHang = make(chan struct{})
+	inStop := make(chan struct{})
+	a.onStop = func(*comp) { close(inStop) }
+	var once sync.Once
+	release := func() { once.Do(func() { close(a.stopHang) }) }
+	t.Cleanup(release)
+	bad := newComp(r, "bad")
+	bad.startErr = errors.New("no db")
+	child := New(WithLogger(nil), WithShutdownTimeout(time.Minute))
+	require.NoError(t, child.Add("a", readyComp{a}))
+	require.NoError(t, child.Add("bad", readyComp{bad}))
+	started := make(chan error, 1)
+	go func() { started <- child.Start(context.Background()) }()
+	closed(t, inStop, generous, "a stopping")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the parent's budget has run out
+	err := child.Stop(ctx)
+	aStart, _, _ := a.contexts()
+	aStartErr := aStart.Err()
+	phase := child.Phase()
+	release()
+	startErr := wait(t, started, generous, "Start")
+
+	assert.NoError(t, aStartErr, "a's Start context cancelled while its Stop was running and not abandoned")
+	assert.NotEqual(t, PhaseStopped, phase, "PhaseStopped while a was still stopping")
+	if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrForced) {
+		t.Errorf("Stop returned %v before a had stopped, without naming it abandoned (Start returned %v)", err, startErr)
 	}
 }
