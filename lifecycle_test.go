@@ -924,7 +924,7 @@ func startHTTPLoad(t *testing.T, clients int, url string, direct bool) *httpLoad
 					ce.err = fmt.Errorf("reading the body: %w", err)
 					l.fail(ce)
 				case resp.StatusCode != http.StatusOK:
-					ce.status = resp.Status + ": " + string(bytes.TrimSpace(body))
+					ce.status = resp.Status + ": " + strings.Join(strings.Fields(string(body)), " ")
 					l.fail(ce)
 				default:
 					l.ok.Add(1)
