@@ -33,11 +33,13 @@ type Component interface {
 // Readier is implemented by a component that can tell when it is ready to
 // serve (a server whose listener is bound, a pool with its first connection).
 // The Group starts the next component only after Ready's channel is closed.
-// A component that does not implement Readier is ready as soon as the
-// goroutine that calls its Start is started: the Group does not wait for it,
-// so the next component's Start, and even this one's Drain or Stop, may run
-// before this Start has run a line. Its Stop must be safe then (those of Func
-// and Hooks are). A component whose order matters implements Readier.
+// A component that does not implement Readier is ready once its Start is
+// running: the goroutine that calls it has begun. Nothing orders what that
+// Start does against the next component's Start, or against its own Drain and
+// Stop, which must be safe even before Start has run a line (those of Func and
+// Hooks are). A component whose order matters implements Readier.
+//
+// A Ready that returns a nil channel means the component is ready at once.
 //
 // Ready may be called before Start, and must return the same channel every
 // time. The channel is closed once, when the component is ready; a Start that
@@ -128,36 +130,47 @@ func (f *funcComponent) Stop(ctx context.Context) error {
 // Start calls start (when it is not nil) and returns its error if it fails.
 // Otherwise the component is ready (it implements [Readier]) and Start blocks
 // until Stop is called or ctx is done. Stop calls stop (when it is not nil) with
-// its ctx and returns its error. After a Stop before Start, neither start nor
-// stop is ever called.
+// its ctx and returns its error. A Stop that comes while start is still running
+// cancels start's context and waits for it to return (or for its own ctx); stop
+// is called only if start succeeded. After a Stop before Start, neither start
+// nor stop is ever called.
 func Hooks(start, stop func(ctx context.Context) error) Component {
-	return &hooksComponent{start: start, stop: stop, ready: make(chan struct{}), quit: make(chan struct{})}
+	return &hooksComponent{start: start, stop: stop, ready: make(chan struct{}),
+		quit: make(chan struct{}), opened: make(chan struct{})}
 }
 
 type hooksComponent struct {
 	start, stop func(ctx context.Context) error
 	ready       chan struct{} // closed when start has returned nil
 	quit        chan struct{} // closed by Stop
+	opened      chan struct{} // closed when start has returned; openErr is its error
+	openErr     error
 
-	mu      sync.Mutex
-	entered bool // Start was called before Stop
-	stopped bool
+	mu          sync.Mutex
+	entered     bool // Start was called before Stop
+	stopped     bool
+	cancelStart context.CancelFunc
 }
 
 func (h *hooksComponent) Ready() <-chan struct{} { return h.ready }
 
 func (h *hooksComponent) Start(ctx context.Context) error {
 	h.mu.Lock()
-	stopped := h.stopped
-	h.entered = !stopped
-	h.mu.Unlock()
-	if stopped {
+	if h.stopped {
+		h.mu.Unlock()
 		return nil
 	}
+	h.entered = true
+	ctx, cancel := context.WithCancel(ctx)
+	h.cancelStart = cancel
+	h.mu.Unlock()
 	if h.start != nil {
-		if err := h.start(ctx); err != nil {
-			return err
-		}
+		h.openErr = h.start(ctx)
+	}
+	close(h.opened)
+	if h.openErr != nil {
+		cancel()
+		return h.openErr
 	}
 	close(h.ready)
 	select {
@@ -175,10 +188,24 @@ func (h *hooksComponent) Stop(ctx context.Context) error {
 	}
 	h.stopped = true
 	close(h.quit)
-	entered := h.entered
+	entered, cancel := h.entered, h.cancelStart
 	h.mu.Unlock()
-	if entered && h.stop != nil {
-		return h.stop(ctx)
+	if !entered {
+		return nil
 	}
-	return nil
+	defer cancel()
+	select {
+	case <-h.opened:
+	default:
+		cancel() // start is still running: tell it
+		select {
+		case <-h.opened:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	if h.openErr != nil || h.stop == nil {
+		return nil
+	}
+	return h.stop(ctx)
 }

@@ -26,7 +26,7 @@ func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		fmt.Println("worker: running")
-		cancel() // for the example: the service is asked to stop at once
+		cancel()     // for the example: the service is asked to stop at once
 		<-ctx.Done() // Stop cancels ctx
 		fmt.Println("worker: done")
 		return nil

@@ -57,14 +57,19 @@ type Group struct {
 	forced       bool
 	forceSent    bool // ErrForced already returned by takeErrs
 
-	stopReq   context.Context // the context of the Stop that asked for the shutdown
-	startDone chan struct{}   // closed when the start phase has ended
-	finishing bool            // the stop phase was begun
-	finished  chan struct{}   // closed when the stop phase has ended
-	ended     bool
-	errs      []error
+	stopReq      context.Context // the context of the Stop that asked for the shutdown
+	stoppedEarly bool            // Stop came before Start: Start returns at once
+	startFailed  bool            // Start is stopping what started, and reports
+	draining     string          // the component whose Drain is being called
+	returned     chan struct{}   // closed when Run returns
+	handshake    chan struct{}   // a non-Readier's goroutine tells the start loop it runs
+	startDone    chan struct{}   // closed when the start phase has ended
+	finishing    bool            // the stop phase was begun
+	finished     chan struct{}   // closed when the stop phase has ended
+	ended        bool
+	errs         []error
 
-	eg        errgroup.Group
+	eg errgroup.Group
 }
 
 type runState int
@@ -185,23 +190,16 @@ func (g *Group) Run(ctx context.Context) error {
 	if err := g.begin(ctx, modeRun, "Run"); err != nil {
 		return err
 	}
+	defer close(g.returned)
 	stopSignals := g.watchSignals()
-	if g.startAll(ctx) {
-		g.enterRunning()
+	defer stopSignals()
+	if g.startAll(ctx) && g.enterRunning() {
 		select {
 		case <-ctx.Done():
 			g.trigger(context.Cause(ctx))
 		case <-g.shutdown:
 		}
-		g.Drain()
-		if d := g.cfg.drainDelay; d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-g.stopContext().Done():
-			}
-			t.Stop()
-		}
+		g.drainFor(g.stopContext(), g.cfg.drainDelay)
 	}
 	g.finish(g.stopContext())
 	stopSignals()
@@ -215,19 +213,30 @@ func (g *Group) Run(ctx context.Context) error {
 // ready. Start returns nil after Stop has stopped them, or the errors at once
 // when a component fails, leaving the drain and the stop to the parent. If the
 // start fails, Start stops what started (within the Group's own shutdown
-// timeout) before it returns the errors.
+// timeout) before it returns the errors. After a Stop before Start, Start
+// returns nil at once and starts nothing.
 func (g *Group) Start(ctx context.Context) error {
+	g.mu.Lock()
+	early := g.stoppedEarly
+	g.mu.Unlock()
+	if early {
+		return nil
+	}
 	if err := g.begin(ctx, modeComponent, "Start"); err != nil {
 		return err
 	}
-	ok := g.startAll(ctx)
+	ok := g.startAll(ctx) && g.enterRunning()
+	if !ok {
+		g.mu.Lock()
+		g.startFailed = true
+		g.mu.Unlock()
+	}
 	close(g.startDone)
 	if !ok {
 		g.finish(g.stopContext())
 		g.end()
 		return g.takeErrs()
 	}
-	g.enterRunning()
 	select {
 	case <-ctx.Done():
 		g.trigger(context.Cause(ctx))
@@ -241,20 +250,28 @@ func (g *Group) Start(ctx context.Context) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		g.finish(g.stopContext())
-		g.end()
+		if g.finish(g.stopContext()) {
+			g.end()
+		}
 	}
 	return g.takeErrs()
 }
 
 // Stop stops the components of a Group run by Start, in reverse order, bounded
 // by ctx, and returns their errors joined; it blocks until they have stopped or
-// were abandoned. A Stop before Start makes the Group refuse to start. For a
-// Group run by Run, Stop begins the shutdown as a cancelled context would, and
-// waits until Run has ended or ctx is done; Run reports the errors.
+// were abandoned. A Stop before Start makes a later Start return at once (and a
+// later Run fail with ErrInvalid). For a Group run by Run, Stop begins the
+// shutdown as a cancelled context would, and waits until Run has returned or
+// ctx is done; Run reports the errors, and its own shutdown timeout bounds the
+// stop, whatever ctx is. Do not call it, on a Group run by Run, from a
+// component that the Group waits for (a request handler): use a context that
+// the handler does not wait on, or call it in a goroutine.
 func (g *Group) Stop(ctx context.Context) error {
 	g.mu.Lock()
 	if g.state != stateActive {
+		if g.state == stateIdle {
+			g.stoppedEarly = true
+		}
 		g.state = stateClosed
 		g.mu.Unlock()
 		return nil
@@ -267,15 +284,39 @@ func (g *Group) Stop(ctx context.Context) error {
 	g.trigger(errStopRequested)
 	if mode == modeRun {
 		select {
-		case <-g.finished:
+		case <-g.returned:
 		case <-ctx.Done():
 		}
 		return nil
 	}
 	<-g.startDone
-	g.finish(ctx)
+	g.mu.Lock()
+	failed := g.startFailed
+	g.mu.Unlock()
+	if failed {
+		// Start is stopping what started, and reports the errors.
+		select {
+		case <-g.finished:
+			return nil
+		case <-ctx.Done():
+			return errStillStopping(ctx)
+		}
+	}
+	if !g.finish(ctx) {
+		return errors.Join(g.takeErrs(), errStillStopping(ctx))
+	}
 	g.end()
 	return g.takeErrs()
+}
+
+// errStillStopping is Stop's error when its ctx ended while another call was
+// still stopping the components.
+func errStillStopping(ctx context.Context) error {
+	err := ErrTimeout
+	if errors.Is(context.Cause(ctx), ErrForced) {
+		err = ErrForced
+	}
+	return fmt.Errorf("components still stopping when Stop's context ended: %w", err)
 }
 
 // errStopRequested is the cause of a shutdown that Stop asked for.
@@ -283,24 +324,66 @@ var errStopRequested = errors.New("lifecycle: Stop called")
 
 // Drain turns the Group's readiness off and tells the components that
 // implement [Drainer] that the drain has begun. Run calls it when the shutdown
-// begins; a parent Group calls it for a nested one. It does not block and does
-// nothing unless the Group is running.
+// begins; a parent Group calls it for a nested one. It does nothing unless the
+// Group is running, and calls each Drainer at most once. It blocks as long as
+// the components' Drain methods do (they must not block); Run bounds that wait
+// by the shutdown deadline.
 func (g *Group) Drain() {
 	g.mu.Lock()
 	running := g.phase == PhaseRunning
+	if running {
+		g.phase = PhaseDraining // set here, under the lock: Drain runs once
+	}
 	g.mu.Unlock()
 	if !running {
 		return
 	}
-	g.setPhase(PhaseDraining)
+	g.phaseChanged(PhaseDraining)
 	for i := len(g.entries) - 1; i >= 0; i-- {
 		e := g.entries[i]
 		d, ok := e.c.(Drainer)
 		if !ok || !e.stop {
 			continue
 		}
+		g.mu.Lock()
+		g.draining = e.name
+		g.mu.Unlock()
 		if err := protect(func() error { d.Drain(); return nil }); err != nil {
 			g.record(&ComponentError{Component: e.name, Phase: PhaseDraining, Err: err})
+		}
+	}
+}
+
+// drainFor drains the Group and keeps it serving for delay, counted from the
+// beginning of the drain; it returns early when ctx is done. A Drain method
+// that has not returned when ctx is done is abandoned and named.
+func (g *Group) drainFor(ctx context.Context, delay time.Duration) {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		g.Drain()
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		select {
+		case <-drained:
+		case <-time.After(stopGrace / 2):
+			g.mu.Lock()
+			name := g.draining
+			g.mu.Unlock()
+			cerr := &ComponentError{Component: name, Phase: PhaseDraining, Err: abandonErr(ctx, "Drain did not return")}
+			g.record(cerr)
+			g.emit(Event{Kind: EventAbandoned, Component: name, Err: cerr})
+		}
+		return
+	}
+	if delay > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 		}
 	}
 }
@@ -334,7 +417,7 @@ func (g *Group) Cause() error {
 // /readyz): 200 "ok" while the Group is running, 503 "not ready: <phase>"
 // before and from the first moment of the drain.
 func (g *Group) ReadyHandler() http.Handler {
-	return healthHandler(g, func(p Phase) bool { return p == PhaseRunning })
+	return healthHandler(g, "not ready: ", func(p Phase) bool { return p == PhaseRunning })
 }
 
 // LiveHandler returns an http.Handler for a liveness probe (Kubernetes
@@ -342,10 +425,10 @@ func (g *Group) ReadyHandler() http.Handler {
 // after. Draining and stopping are alive: the orchestrator must not kill the
 // process for shutting down.
 func (g *Group) LiveHandler() http.Handler {
-	return healthHandler(g, func(p Phase) bool { return p != PhaseStopped })
+	return healthHandler(g, "not live: ", func(p Phase) bool { return p != PhaseStopped })
 }
 
-func healthHandler(g *Group, ok func(Phase) bool) http.Handler {
+func healthHandler(g *Group, notOK string, ok func(Phase) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p := g.Phase()
 		h := w.Header()
@@ -357,7 +440,7 @@ func healthHandler(g *Group, ok func(Phase) bool) http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: "+p.String()+"\n")
+		_, _ = io.WriteString(w, notOK+p.String()+"\n")
 	})
 }
 
@@ -388,12 +471,14 @@ func (g *Group) begin(ctx context.Context, mode runMode, verb string) error {
 	g.shutdown = make(chan struct{})
 	g.startDone = make(chan struct{})
 	g.finished = make(chan struct{})
+	g.returned = make(chan struct{})
+	g.handshake = make(chan struct{})
 	g.phaseAt = time.Now()
 	return nil
 }
 
 // watchSignals handles the configured signals until the returned function is
-// called: the first begins the shutdown, the second forces it.
+// called (once or more): the first begins the shutdown, the second forces it.
 func (g *Group) watchSignals() (stop func()) {
 	if len(g.cfg.signals) == 0 {
 		return func() {}
@@ -416,10 +501,13 @@ func (g *Group) watchSignals() (stop func()) {
 			}
 		}
 	}()
+	var once sync.Once
 	return func() {
-		signal.Stop(ch)
-		close(quit)
-		<-done
+		once.Do(func() {
+			signal.Stop(ch)
+			close(quit)
+			<-done
+		})
 	}
 }
 
@@ -445,6 +533,11 @@ func (g *Group) trigger(cause error) {
 
 // force cuts the shutdown short: the stop context is cancelled with ErrForced.
 func (g *Group) force() {
+	select {
+	case <-g.finished:
+		return // nothing left to cut short
+	default:
+	}
 	g.mu.Lock()
 	if g.forced || g.forceBudget == nil {
 		g.mu.Unlock()
@@ -474,16 +567,34 @@ func (g *Group) setPhase(p Phase) {
 		g.mu.Unlock()
 		return
 	}
+	g.phase = p
+	g.mu.Unlock()
+	g.phaseChanged(p)
+}
+
+// phaseChanged emits the event of a move to phase p, already made.
+func (g *Group) phaseChanged(p Phase) {
+	g.mu.Lock()
 	now := time.Now()
 	took := now.Sub(g.phaseAt)
-	g.phase, g.phaseAt = p, now
+	g.phaseAt = now
 	g.mu.Unlock()
 	g.emit(Event{Kind: EventPhase, Phase: p, Duration: took})
 }
 
-func (g *Group) enterRunning() {
-	g.setPhase(PhaseRunning)
+// enterRunning moves the Group to PhaseRunning and closes Ready, unless the
+// shutdown has begun; it reports whether it did.
+func (g *Group) enterRunning() bool {
+	g.mu.Lock()
+	if g.cause != nil {
+		g.mu.Unlock()
+		return false
+	}
+	g.phase = PhaseRunning
 	close(g.ready)
+	g.mu.Unlock()
+	g.phaseChanged(PhaseRunning)
+	return true
 }
 
 func (g *Group) record(err error) {
@@ -536,8 +647,9 @@ func (g *Group) startAll(ctx context.Context) bool {
 	return true
 }
 
-// launch calls e's Start in a goroutine of the errgroup. It does not wait for
-// that goroutine to run.
+// launch calls e's Start in a goroutine of the errgroup. For a component that
+// is not a Readier, it returns when that goroutine is running, about to call
+// Start: the component is then ready.
 func (g *Group) launch(base context.Context, e *entry) error {
 	if r, ok := e.c.(Readier); ok {
 		if err := protect(func() error { e.readyC = r.Ready(); return nil }); err != nil {
@@ -551,11 +663,15 @@ func (g *Group) launch(base context.Context, e *entry) error {
 	g.emit(Event{Kind: EventStarting, Component: e.name})
 	e.startedAt = g.clock()
 	g.eg.Go(func() error {
+		if e.readyC == nil {
+			g.handshake <- struct{}{}
+		}
 		err := call(e.c, e.ctx, false)
 		g.exited(e, err)
 		return nil
 	})
 	if e.readyC == nil {
+		<-g.handshake
 		g.emit(Event{Kind: EventReady, Component: e.name, Duration: since(e.startedAt)})
 	}
 	return nil
@@ -652,21 +768,23 @@ func benign(ctx context.Context, err error) bool {
 }
 
 // finish runs the stop phase once; a second caller waits for it to end or for
-// its ctx to be done.
-func (g *Group) finish(ctx context.Context) {
+// its ctx to be done. It reports whether the stop phase has ended.
+func (g *Group) finish(ctx context.Context) bool {
 	g.mu.Lock()
 	if g.finishing {
 		g.mu.Unlock()
 		select {
 		case <-g.finished:
+			return true
 		case <-ctx.Done():
+			return false
 		}
-		return
 	}
 	g.finishing = true
 	g.mu.Unlock()
 	g.stopAll(ctx)
 	close(g.finished)
+	return true
 }
 
 // end moves the Group to PhaseStopped and releases what the run held.

@@ -183,13 +183,16 @@ func (g *Group) stopFrom(ctx context.Context, w *stopWorker, i int) {
 }
 
 func (g *Group) abandon(ctx context.Context, e *entry, what string) {
-	var err error
-	if errors.Is(context.Cause(ctx), ErrForced) {
-		err = fmt.Errorf("%s before the shutdown was forced: %w", what, ErrForced)
-	} else {
-		err = fmt.Errorf("%s within the shutdown timeout: %w", what, ErrTimeout)
-	}
-	cerr := &ComponentError{Component: e.name, Phase: PhaseStopping, Err: err}
+	cerr := &ComponentError{Component: e.name, Phase: PhaseStopping, Err: abandonErr(ctx, what)}
 	g.record(cerr)
 	g.emit(Event{Kind: EventAbandoned, Component: e.name, Err: cerr})
+}
+
+// abandonErr says that what did not happen before ctx, the stop context, was
+// done: forced (ErrForced) or timed out (ErrTimeout).
+func abandonErr(ctx context.Context, what string) error {
+	if errors.Is(context.Cause(ctx), ErrForced) {
+		return fmt.Errorf("%s before the shutdown was forced: %w", what, ErrForced)
+	}
+	return fmt.Errorf("%s within the shutdown timeout: %w", what, ErrTimeout)
 }

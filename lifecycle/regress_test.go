@@ -1,16 +1,12 @@
 package lifecycle
 
-// Failing reproducers of review findings. They skip unless LIFECYCLE_REVIEW=1,
-// so that CI stays green until the engine is fixed; run them with
-//
-//	LIFECYCLE_REVIEW=1 go test -race -run TestReview ./lifecycle
+// Regression tests for the findings of a review of the engine.
 
 import (
 	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,54 +16,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func reviewOnly(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("LIFECYCLE_REVIEW") != "1" {
-		t.Skip("review finding: " + what + "; run with LIFECYCLE_REVIEW=1")
-	}
-}
-
-// enterComp is a component that is not a Readier and records that its Start
-// was entered.
-type enterComp struct {
-	entered atomic.Bool
-	stop    chan struct{}
-}
-
-func (c *enterComp) Start(ctx context.Context) error {
-	c.entered.Store(true)
-	select {
-	case <-c.stop:
-	case <-ctx.Done():
-	}
-	return nil
-}
-
-func (c *enterComp) Stop(context.Context) error { close(c.stop); return nil }
-
-// Finding 1. DESIGN: a component that cannot tell it is ready "is ready once
-// its Start is running". The Group treats it as ready before its goroutine has
-// run a line, so the Group reaches PhaseRunning (Ready closed, /readyz 200)
-// before that Start is entered, and can stop it before: a Func's fn is then
-// never called. This is what makes Example_failure flaky ("api: stopped"
-// missing from the output; seen in `go test -race ./lifecycle`).
-func TestReviewNonReadierStartedBeforeRunning(t *testing.T) {
-	reviewOnly(t, "a non-Readier is ready before its Start runs; Func's fn may never run")
-	for i := range 500 {
-		c := &enterComp{stop: make(chan struct{})}
-		var notEntered atomic.Bool
+// TestFuncNeverSkipped: a Func worker is ready once its fn is being called,
+// so a Group stopped the moment it runs has called every worker's fn (a Stop
+// that came first would skip it).
+func TestFuncNeverSkipped(t *testing.T) {
+	for i := range 300 {
+		var entered atomic.Bool
 		ctx, cancel := context.WithCancel(context.Background())
 		g := New(WithSignals(), WithLogger(nil), WithDrainDelay(0), WithObserver(func(ev Event) {
 			if ev.Kind == EventPhase && ev.Phase == PhaseRunning {
-				notEntered.Store(!c.entered.Load())
 				cancel()
 			}
 		}))
-		require.NoError(t, g.Add("worker", c))
+		require.NoError(t, g.Add("worker", Func(func(ctx context.Context) error {
+			entered.Store(true)
+			<-ctx.Done()
+			return nil
+		})))
 		require.NoError(t, wait(t, runAsync(t, g, ctx), generous, "Run"))
 		cancel()
-		if notEntered.Load() {
-			t.Fatalf("run %d: the Group entered PhaseRunning before the worker's Start was entered", i)
+		if !entered.Load() {
+			t.Fatalf("run %d: the worker's fn was never called", i)
 		}
 	}
 }
@@ -94,12 +63,11 @@ func (w gatedGroup) Stop(ctx context.Context) error {
 	return err
 }
 
-// Finding 2. A shutdown (context, signal, start timeout) while a nested Group
+// A shutdown (context, signal, start timeout) while a nested Group
 // is being launched: the parent calls the child's Stop before its Start, the
 // child's Start then returns ErrInvalid, and the parent reports it as a stop
 // error. A clean shutdown returns an error and ExitCode 2 (ExitInvalid).
-func TestReviewNestedStoppedBeforeStart(t *testing.T) {
-	reviewOnly(t, "nested Group stopped before its Start: Run returns ErrInvalid on a clean shutdown")
+func TestNestedStoppedBeforeItsStart(t *testing.T) {
 	child := New(WithLogger(nil))
 	require.NoError(t, child.Add("c", newComp(&rec{}, "c")))
 	w := gatedGroup{Group: child, entered: make(chan struct{}), gate: make(chan struct{}), once: &sync.Once{}}
@@ -123,12 +91,11 @@ type blockingDrainer struct {
 
 func (b blockingDrainer) Drain() { <-b.release }
 
-// Finding 3. Drain hooks are called synchronously by Run, outside the
+// Drain hooks are called synchronously by Run, outside the
 // deadline: one that blocks keeps Run from returning, whereas the contract is
 // "Run returns no later than the deadline plus a small, fixed grace, whatever
 // components do". (Same for a nested Group's Drainers.)
-func TestReviewBlockingDrainBoundedByDeadline(t *testing.T) {
-	reviewOnly(t, "a blocking Drain keeps Run past the deadline + grace")
+func TestBlockingDrainBoundedByDeadline(t *testing.T) {
 	const budget = 300 * time.Millisecond
 	c := blockingDrainer{readyComp{newComp(&rec{}, "c")}, make(chan struct{})}
 	var once sync.Once
@@ -151,13 +118,12 @@ func TestReviewBlockingDrainBoundedByDeadline(t *testing.T) {
 	}
 }
 
-// Finding 4. A start aborted (context, signal, start timeout) while a Hooks
+// A start aborted (context, signal, start timeout) while a Hooks
 // component's start hook is still running: the Group calls Stop, and Hooks
 // calls the stop hook at once, concurrently with the start hook (a pool closed
 // while it is being opened). The start hook's context is only cancelled after
 // Stop has returned, so the start hook cannot even be told first.
-func TestReviewHooksStopDuringStartHook(t *testing.T) {
-	reviewOnly(t, "Hooks calls stop concurrently with a start hook that is still running")
+func TestHooksStopDuringStartHook(t *testing.T) {
 	var inStart, overlap atomic.Bool
 	entered := make(chan struct{})
 	c := Hooks(
@@ -184,10 +150,9 @@ func TestReviewHooksStopDuringStartHook(t *testing.T) {
 	assert.False(t, overlap.Load(), "stop hook called while the start hook was still running")
 }
 
-// Finding 5. LiveHandler's doc promises 503 "not live: stopped"; it answers
+// LiveHandler's doc promises 503 "not live: stopped"; it answers
 // "not ready: stopped".
-func TestReviewLiveHandlerBody(t *testing.T) {
-	reviewOnly(t, "LiveHandler answers \"not ready: stopped\", not the documented \"not live: stopped\"")
+func TestLiveHandlerBody(t *testing.T) {
 	g, _ := testGroup()
 	require.NoError(t, g.Add("a", newComp(&rec{}, "a")))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -201,13 +166,12 @@ func TestReviewLiveHandlerBody(t *testing.T) {
 	assert.Equal(t, "not live: stopped\n", w.Body.String())
 }
 
-// Finding 6. A shutdown that begins while the last component is being
+// A shutdown that begins while the last component is being
 // launched does not stop the start: startAll does not look at the shutdown
 // after the last launch, so the Group enters PhaseRunning and closes Ready
 // after the shutdown began (readiness 200, a parent starts its next
 // components), then drains for the drain delay.
-func TestReviewNoRunningAfterShutdownBegan(t *testing.T) {
-	reviewOnly(t, "the Group enters PhaseRunning and closes Ready after the shutdown began")
+func TestNoRunningAfterShutdownBegan(t *testing.T) {
 	r := &rec{}
 	ev := &events{}
 	shutdown := make(chan struct{})
@@ -245,11 +209,10 @@ func TestReviewNoRunningAfterShutdownBegan(t *testing.T) {
 	}
 }
 
-// Finding 7. For a Group run by Run, Stop's doc says it "waits until Run has
+// For a Group run by Run, Stop's doc says it "waits until Run has
 // ended"; it returns when the stop phase ends, before Run has moved to
 // PhaseStopped, unregistered its signals and returned.
-func TestReviewStopWaitsForRun(t *testing.T) {
-	reviewOnly(t, "Group.Stop on a Run Group returns before Run has ended")
+func TestStopWaitsForRun(t *testing.T) {
 	hold := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(hold) }) })
@@ -277,14 +240,13 @@ func TestReviewStopWaitsForRun(t *testing.T) {
 	}
 }
 
-// Finding 8. A nested Group whose start failed is stopping what it started
+// A nested Group whose start failed is stopping what it started
 // (with its own shutdown timeout) when the parent calls Stop with a context
 // that runs out first: Stop returns as soon as its ctx is done, calls end
 // anyway, and so cancels the Start context of a component whose Stop is still
 // running (neither returned nor abandoned), reports PhaseStopped while it is
 // still stopping, and names nothing as abandoned.
-func TestReviewComponentStopDuringFailedStart(t *testing.T) {
-	reviewOnly(t, "Group.Stop during a failed Start's own stop phase ends the Group early")
+func TestComponentStopDuringFailedStart(t *testing.T) {
 	r := &rec{}
 	a := newComp(r, "a")
 	a.stopHang = make(chan struct{})
