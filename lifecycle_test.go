@@ -67,7 +67,7 @@ type binaries struct{ server, minimal string }
 func buildExamples(t *testing.T) binaries {
 	t.Helper()
 	dir := t.TempDir()
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	args := []string{"build", "-buildvcs=false", "-o", dir + string(filepath.Separator)}
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
