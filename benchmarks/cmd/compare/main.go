@@ -159,7 +159,7 @@ func run(dir, benchFile string, runs, loadRuns int, cores, loadStart string, han
 	}
 
 	printTable(os.Stdout, tableInput{
-		cores: cores, loadStart: loadStart, runs: runs, loadRuns: loadRuns,
+		cores: cores, loadStart: loadStart, commit: commit(dir), runs: runs, loadRuns: loadRuns,
 		benches: benches, idle: idle, load: load, hang: hang,
 	})
 	return nil
@@ -260,4 +260,18 @@ func goVersion() string {
 		return runtime.Version()
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// commit names the commit of the repository in dir that was measured, with
+// "+changes" when tracked files of the working tree differ from it.
+func commit(dir string) string {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "an unknown commit"
+	}
+	c := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--untracked-files=no", "--", "..").Output(); err == nil && len(st) > 0 {
+		c += "+changes"
+	}
+	return c
 }

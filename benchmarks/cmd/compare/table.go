@@ -10,6 +10,7 @@ import (
 type tableInput struct {
 	cores          string
 	loadStart      string
+	commit         string
 	runs, loadRuns int
 	benches        benchResults
 	idle           map[string]map[string][]time.Duration
@@ -20,8 +21,8 @@ type tableInput struct {
 // printTable writes the results as one markdown table: a row per measure,
 // a column per peer, each peer's figure followed by its ratio to graceful's.
 func printTable(w io.Writer, in tableInput) {
-	fmt.Fprintf(w, "Run %s UTC on %s cores (nproc), %s, %s; load average %s at the start, %s at the end.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04"), in.cores, goVersion(), cpuModel(), in.loadStart, loadAvg())
+	fmt.Fprintf(w, "Run %s UTC at %s on %s cores (nproc), %s, %s; load average %s at the start, %s at the end.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04"), in.commit, in.cores, goVersion(), cpuModel(), in.loadStart, loadAvg())
 	head := []string{"measure"}
 	for _, p := range peerNames {
 		head = append(head, titles[p])
