@@ -112,7 +112,7 @@ func testShutdownUnderLoad(t *testing.T, bin string) {
 		"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s",
 		"-log-format", "json", "-log-level", "debug")
 	httpAddr, grpcAddr := p.addrs(t)
-	waitReady(t, "http://"+httpAddr+"/readyz")
+	p.waitReady(t, "http://"+httpAddr+"/readyz")
 
 	hl := startHTTPLoad(t, clients, "http://"+httpAddr+"/work", true)
 	gl := startGRPCLoad(t, grpcAddr)
@@ -182,7 +182,7 @@ func testHangingStop(t *testing.T, bin string) {
 		"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0",
 		"-hang-stop", "-drain-delay", "200ms", "-shutdown-timeout", budget.String(), "-log-format", "json")
 	httpAddr, _ := p.addrs(t)
-	waitReady(t, "http://"+httpAddr+"/readyz")
+	p.waitReady(t, "http://"+httpAddr+"/readyz")
 
 	sent := p.signal(t, syscall.SIGTERM)
 	code, exited := p.wait(t, exitBound)
@@ -226,7 +226,7 @@ func testSecondSignalForces(t *testing.T, bin string) {
 				"-delay", "5s", "-drain-delay", tc.drain.String(), "-shutdown-timeout", "10s",
 				"-log-format", "json", "-log-level", "debug")
 			httpAddr, _ := p.addrs(t)
-			waitReady(t, "http://"+httpAddr+"/readyz")
+			p.waitReady(t, "http://"+httpAddr+"/readyz")
 
 			res := make(chan string, 1)
 			go func() {
@@ -362,7 +362,7 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 		p := startProc(t, "instance "+name, bin,
 			"-http-addr", "127.0.0.1:"+instances[name], "-grpc-addr", "127.0.0.1:0",
 			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json")
-		waitReady(t, "http://127.0.0.1:"+instances[name]+"/readyz")
+		p.waitReady(t, "http://127.0.0.1:"+instances[name]+"/readyz")
 		return p
 	}
 	running := map[string]*proc{"a": start("a"), "b": start("b")}
@@ -373,8 +373,8 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	}
 	lb := startProc(t, "haproxy", haproxy, "-db", "-f", cfg)
 	statsURL := "http://127.0.0.1:" + stats + "/stats;csv"
-	waitUp(t, statsURL, "a")
-	waitUp(t, statsURL, "b")
+	lb.waitUp(t, statsURL, "a")
+	lb.waitUp(t, statsURL, "b")
 
 	load := startHTTPLoad(t, clients, "http://127.0.0.1:"+front+"/work", false)
 	loadEnd := time.Now().Add(minLoad)
@@ -388,7 +388,7 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 		}
 		t.Logf("drain %v: instance %s exited %v after SIGTERM", drain, name, exited.Sub(sent).Round(time.Millisecond))
 		running[name] = start(name)
-		waitUp(t, statsURL, name)
+		lb.waitUp(t, statsURL, name)
 		load.waitOK(t, load.ok.Load()+50)
 	}
 	<-time.After(time.Until(loadEnd)) // the load lasts minLoad at least, whatever the restarts took
@@ -452,11 +452,12 @@ frontend stats
 `, front, stats, checkInter.Milliseconds(), checkFall, a, b)
 }
 
-// waitUp polls HAProxy's CSV statistics until server is UP in backend app.
-func waitUp(t *testing.T, statsURL, server string) {
+// waitUp polls the CSV statistics of HAProxy (the process p) until server
+// is UP in backend app.
+func (p *proc) waitUp(t *testing.T, statsURL, server string) {
 	t.Helper()
 	var last string
-	ok := poll(startBound, func() bool {
+	ok := p.poll(t, func() bool {
 		last = haproxyStatus(statsURL, server)
 		return last == "UP"
 	})
@@ -491,7 +492,7 @@ func haproxyStatus(statsURL, server string) string {
 func testMinimal(t *testing.T, bin string) {
 	addr := "127.0.0.1:" + freePorts(t, 1)[0]
 	p := startProcEnv(t, "minimal", []string{"ADDR=" + addr}, bin)
-	waitReady(t, "http://"+addr+"/readyz")
+	p.waitReady(t, "http://"+addr+"/readyz")
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -780,11 +781,11 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// waitReady polls a readiness URL until it answers 200.
-func waitReady(t *testing.T, url string) {
+// waitReady polls a readiness URL of the process until it answers 200.
+func (p *proc) waitReady(t *testing.T, url string) {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
-	ok := poll(startBound, func() bool {
+	ok := p.poll(t, func() bool {
 		resp, err := c.Get(url)
 		if err != nil {
 			return false
@@ -795,6 +796,26 @@ func waitReady(t *testing.T, url string) {
 	if !ok {
 		t.Fatalf("%s did not answer 200 within %v", url, startBound)
 	}
+}
+
+// poll polls cond for at most startBound, and fails the test at once if the
+// process exits meanwhile.
+func (p *proc) poll(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	exited := false
+	ok := poll(startBound, func() bool {
+		select {
+		case <-p.done:
+			exited = true
+			return true
+		default:
+			return cond()
+		}
+	})
+	if exited {
+		t.Fatalf("%s exited (status %d) while the test waited for it", p.name, p.exitCode)
+	}
+	return ok
 }
 
 // freePorts returns n distinct ports of 127.0.0.1 that were free a moment
