@@ -368,9 +368,11 @@ func (g *Group) drainFor(ctx context.Context, delay time.Duration) {
 	select {
 	case <-drained:
 	case <-ctx.Done():
+		// Drain must not block: one still running at the deadline is
+		// abandoned at once, leaving the whole grace to the stop phase.
 		select {
 		case <-drained:
-		case <-time.After(stopGrace / 2):
+		default:
 			g.mu.Lock()
 			name := g.draining
 			g.mu.Unlock()
