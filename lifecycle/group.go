@@ -329,16 +329,29 @@ var errStopRequested = errors.New("lifecycle: Stop called")
 // the components' Drain methods do (they must not block); Run bounds that wait
 // by the shutdown deadline.
 func (g *Group) Drain() {
+	if g.beginDrain() {
+		g.drainHooks()
+	}
+}
+
+// beginDrain turns readiness off: it moves a running Group to PhaseDraining
+// and reports whether it did (once only).
+func (g *Group) beginDrain() bool {
 	g.mu.Lock()
 	running := g.phase == PhaseRunning
 	if running {
-		g.phase = PhaseDraining // set here, under the lock: Drain runs once
+		g.phase = PhaseDraining
 	}
 	g.mu.Unlock()
-	if !running {
-		return
+	if running {
+		g.phaseChanged(PhaseDraining)
 	}
-	g.phaseChanged(PhaseDraining)
+	return running
+}
+
+// drainHooks calls the Drain method of the components that have one, in
+// reverse order.
+func (g *Group) drainHooks() {
 	for i := len(g.entries) - 1; i >= 0; i-- {
 		e := g.entries[i]
 		d, ok := e.c.(Drainer)
@@ -355,15 +368,21 @@ func (g *Group) Drain() {
 }
 
 // drainFor drains the Group and keeps it serving for delay, counted from the
-// beginning of the drain; it returns early when ctx is done. A Drain method
+// moment readiness turned off; it returns early when ctx is done. A Drain method
 // that has not returned when ctx is done is abandoned and named.
 func (g *Group) drainFor(ctx context.Context, delay time.Duration) {
+	began := g.beginDrain()
+	if !began && g.Phase() != PhaseDraining {
+		return // never ran
+	}
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
-		g.Drain()
+		if began { // else Drain was called already, and ran the hooks
+			g.drainHooks()
+		}
 	}()
 	select {
 	case <-drained:
