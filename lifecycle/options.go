@@ -18,9 +18,8 @@ const (
 
 // stopGrace is how long Run waits, once the shutdown deadline has passed or a
 // repeated signal forced the shutdown, for the remaining Stops to return hard.
-// Run returns no later than the deadline plus stopGrace. It is a variable so
-// that tests can read it; nothing changes it.
-var stopGrace = 200 * time.Millisecond
+// Run returns no later than the deadline plus stopGrace.
+const stopGrace = 200 * time.Millisecond
 
 // An Option configures a Group; pass options to [New].
 type Option func(*config)
