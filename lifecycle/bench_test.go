@@ -28,9 +28,7 @@ func (c *benchComp) Stop(context.Context) error {
 func benchStartStop(b *testing.B, names []string, comps []*benchComp) {
 	g := New(WithSignals(), WithLogger(nil), WithDrainDelay(0))
 	for i, c := range comps {
-		if err := g.Add(names[i], c); err != nil {
-			b.Fatal(err)
-		}
+		g.Add(names[i], c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {

@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 )
 
@@ -10,16 +12,20 @@ import (
 //
 // Start runs the component for its whole life. It blocks until the component
 // has ended and returns nil when it ended because Stop was called (or because
-// ctx was cancelled). A Start that returns while the Group is still running is
-// a failure: the Group shuts down and reports the component, with
-// [ErrExited] when Start returned nil.
+// ctx was cancelled). A Start that returns while the Group is running is a
+// failure: the Group shuts down and reports the component, with [ErrExited]
+// when Start returned nil (unless the component is restarted or optional:
+// see [Restart] and [Optional]).
 //
 // Stop asks the component to end and blocks until it has, or until ctx is done.
-// When ctx is done (the shutdown budget ran out, or a repeated signal forced the
-// shutdown), Stop should close what is left hard and return at once. The Group
-// calls Stop exactly once for every component that started, even when ctx is
-// already done, and never for a component whose Start failed before it was
-// ready.
+// When ctx is done (the component's time in the shutdown budget ran out, or a
+// repeated signal forced the shutdown), Stop should close what is left hard and
+// return at once. The Group calls Stop exactly once for every Start that did
+// not fail before the component was ready, even when ctx is already done;
+// never for one that failed before it was ready; and Stop may come while
+// Start is still starting (it must then make Start return). A Stop before its
+// Start has run a line must be safe too: the Group may stop a component whose
+// Start goroutine has not yet been scheduled.
 //
 // The context passed to Start is not cancelled when the shutdown begins: it is
 // cancelled, with the shutdown's cause, after the component's Stop has returned
@@ -32,18 +38,16 @@ type Component interface {
 
 // Readier is implemented by a component that can tell when it is ready to
 // serve (a server whose listener is bound, a pool with its first connection).
-// The Group starts the next component only after Ready's channel is closed.
+// The components that need it start only after Ready's channel is closed.
 // A component that does not implement Readier is ready once its Start is
-// running: the goroutine that calls it has begun. Nothing orders what that
-// Start does against the next component's Start, or against its own Drain and
-// Stop, which must be safe even before Start has run a line (those of Func and
-// Hooks are). A component whose order matters implements Readier.
+// about to be called. A Ready that returns a nil channel means the component
+// is ready at once.
 //
-// A Ready that returns a nil channel means the component is ready at once.
-//
-// Ready may be called before Start, and must return the same channel every
-// time. The channel is closed once, when the component is ready; a Start that
-// fails before it is ready returns its error instead.
+// The Group calls Ready on its own goroutine just before each Start, so Ready
+// may block without holding the Group up (the start timeout bounds it). It
+// must return the channel for the Start that follows. The channel is closed
+// once, when the component is ready; a Start that fails before it is ready
+// returns its error instead.
 type Readier interface {
 	Ready() <-chan struct{}
 }
@@ -53,52 +57,78 @@ type Readier interface {
 // still serving for the drain delay. An HTTP server can answer with
 // "Connection: close" from then on; a gRPC server can report NOT_SERVING.
 //
-// Drain is called at most once, before Stop, and must not block.
+// Drain is called at most once per run, before Stop, on a goroutine of the
+// Group, and must not block: a Drain that has not returned shortly after the
+// drain delay is abandoned and named, and the stop goes on.
 type Drainer interface {
 	Drain()
 }
 
+// restartable is implemented by the adapters of this package, whose Start
+// may be called again after Stop: a [Restart] policy needs no New function
+// for them.
+type restartable interface{ restartable() }
+
+// turns counts the Starts and Stops of an adapter, so that the k-th Stop
+// acts on the k-th Start even when it comes first (a Stop before its Start
+// makes that Start return at once).
+type turns struct {
+	mu     sync.Mutex
+	starts int
+	stops  int
+}
+
+// begin counts a Start and reports whether it is to run (its Stop has not
+// come first). mu is held.
+func (t *turns) begin() bool {
+	t.starts++
+	return t.starts > t.stops
+}
+
+// end counts a Stop and reports whether its Start has begun. mu is held.
+func (t *turns) end() bool {
+	t.stops++
+	return t.stops <= t.starts
+}
+
 // Func returns a Component that runs fn as a background worker.
 //
-// Start calls fn with a context that is cancelled when Stop is called, and
-// returns what fn returns; nil, context.Canceled or the context's cause after
-// the cancellation count as a clean stop. Stop cancels that context, waits
-// until fn has returned or ctx is done, and returns nil: a fn that does not
-// return when its context is done is reported by the Group, which waits for
-// Start, as abandoned.
+// Start calls fn with a context that is cancelled, with cause [ErrStopped],
+// when Stop is called, and returns what fn returns; nil, context.Canceled or
+// the context's cause after the cancellation count as a clean stop. Stop
+// cancels that context and waits until fn has returned or ctx is done; it
+// returns nil. A fn that hands its context to the work in hand therefore
+// has it cancelled at Stop: use [Worker] for work that should complete.
 //
-// The component is a [Readier]: it is ready once fn has been called, so in a
-// Group the next component starts only when fn is running. After a Stop
-// before Start, fn is never called.
+// The component is ready once fn is about to be called. After a Stop before
+// Start, fn is not called. It may be started again after Stop (see
+// [Restart]): each Start calls fn anew.
 func Func(fn func(ctx context.Context) error) Component {
-	return &funcComponent{fn: fn, ready: make(chan struct{}), done: make(chan struct{})}
+	return &funcComponent{fn: fn}
 }
 
 type funcComponent struct {
-	fn    func(ctx context.Context) error
-	ready chan struct{} // closed when fn is about to be called
-	done  chan struct{} // closed when Start has returned
+	fn func(ctx context.Context) error
 
-	mu      sync.Mutex
-	cancel  context.CancelCauseFunc // set by Start
-	stopped bool                    // Stop was called
+	turns
+	cancel context.CancelCauseFunc // of the running fn
+	done   chan struct{}           // closed when the running fn has returned
 }
 
-// errStopped is the cause of the context a Func's fn sees when Stop is called.
-var errStopped = errors.New("lifecycle: component stopped")
+func (f *funcComponent) restartable() {}
 
 func (f *funcComponent) Start(ctx context.Context) error {
-	defer close(f.done)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	f.mu.Lock()
-	if f.stopped {
+	if !f.begin() {
 		f.mu.Unlock()
 		return nil
 	}
-	f.cancel = cancel
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	f.cancel, f.done = cancel, done
 	f.mu.Unlock()
-	close(f.ready)
+	defer close(done)
+	defer cancel(nil)
 	err := f.fn(ctx)
 	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
 		err = nil
@@ -106,75 +136,164 @@ func (f *funcComponent) Start(ctx context.Context) error {
 	return err
 }
 
-func (f *funcComponent) Ready() <-chan struct{} { return f.ready }
-
 func (f *funcComponent) Stop(ctx context.Context) error {
 	f.mu.Lock()
-	f.stopped = true
-	cancel := f.cancel
-	f.mu.Unlock()
-	if cancel == nil {
-		return nil // never started: Start, if it comes, returns at once
+	if !f.end() {
+		f.mu.Unlock()
+		return nil // before its Start: that Start returns at once
 	}
-	cancel(errStopped)
+	cancel, done := f.cancel, f.done
+	f.mu.Unlock()
+	cancel(ErrStopped)
 	select {
-	case <-f.done:
+	case <-done:
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// Worker returns a Component that runs fn as a worker that finishes the work
+// in hand when it is stopped.
+//
+// Start calls fn with a context and a channel, stopping, and returns what fn
+// returns. Stop closes stopping: from then on fn takes no new work, finishes
+// what it holds, and returns. ctx stays live while it does, until the
+// component's time to stop runs out (its Stop context is done): then ctx is
+// cancelled with that context's cause ([ErrTimeout], or [ErrForced]), so that
+// the work in hand is cut short and can be handed back. Stop waits until fn
+// has returned; it returns nil if fn returned in time, and an error matching
+// the cause otherwise. A fn that returns nil, or ctx's error once ctx is
+// cancelled, has stopped cleanly.
+//
+// The component is ready once fn is about to be called. After a Stop before
+// Start, fn is not called. It may be started again after Stop (see
+// [Restart]): each Start calls fn anew.
+func Worker(fn func(ctx context.Context, stopping <-chan struct{}) error) Component {
+	return &workerComponent{fn: fn}
+}
+
+type workerComponent struct {
+	fn func(ctx context.Context, stopping <-chan struct{}) error
+
+	turns
+	cancel   context.CancelCauseFunc
+	stopping chan struct{}
+	done     chan struct{}
+}
+
+func (w *workerComponent) restartable() {}
+
+func (w *workerComponent) Start(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.begin() {
+		w.mu.Unlock()
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stopping, done := make(chan struct{}), make(chan struct{})
+	w.cancel, w.stopping, w.done = cancel, stopping, done
+	w.mu.Unlock()
+	defer close(done)
+	defer cancel(nil)
+	err := w.fn(ctx, stopping)
+	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
+		err = nil
+	}
+	return err
+}
+
+func (w *workerComponent) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.end() {
+		w.mu.Unlock()
+		return nil
+	}
+	cancel, stopping, done := w.cancel, w.stopping, w.done
+	w.mu.Unlock()
+	close(stopping)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	cause := context.Cause(ctx)
+	cancel(cause)
+	<-done
+	return fmt.Errorf("worker still busy when its time to stop ran out; its context was cancelled: %w", cause)
 }
 
 // Hooks returns a Component for a resource that is opened and closed rather
 // than run, such as a connection pool or a client.
 //
 // Start calls start (when it is not nil) and returns its error if it fails.
-// Otherwise the component is ready (it implements [Readier]) and Start blocks
-// until Stop is called or ctx is done. Stop calls stop (when it is not nil) with
-// its ctx and returns its error. A Stop that comes while start is still running
-// cancels start's context and waits for it to return (or for its own ctx); stop
-// is called only if start succeeded. After a Stop before Start, neither start
-// nor stop is ever called.
+// Otherwise the component is ready, and Start blocks until Stop is called or
+// ctx is done. Stop calls stop (when it is not nil) with its ctx and returns
+// its error. A Stop that comes while start is still running cancels start's
+// context and waits for it to return (or for its own ctx); stop is called
+// only if start succeeded. After a Stop before Start, neither start nor stop
+// is called. It may be started again after Stop (see [Restart]).
 func Hooks(start, stop func(ctx context.Context) error) Component {
-	return &hooksComponent{start: start, stop: stop, ready: make(chan struct{}),
-		quit: make(chan struct{}), opened: make(chan struct{})}
+	return &hooksComponent{start: start, stop: stop}
+}
+
+// OnStop returns a Component that does nothing until it is stopped, then
+// calls stop with the Stop's context: the shape of the shutdown functions
+// of OpenTelemetry providers and of http.Server.Shutdown. It is
+// Hooks(nil, stop).
+func OnStop(stop func(ctx context.Context) error) Component {
+	return Hooks(nil, stop)
+}
+
+// Closer returns a Component that closes c when it is stopped, such as a
+// *sql.DB or a client. Close is not given the Stop's deadline: a Close that
+// blocks past it is abandoned like any Stop.
+func Closer(c io.Closer) Component {
+	return CloseFunc(c.Close)
+}
+
+// CloseFunc returns a Component that calls close when it is stopped.
+func CloseFunc(close func() error) Component {
+	return Hooks(nil, func(context.Context) error { return close() })
 }
 
 type hooksComponent struct {
 	start, stop func(ctx context.Context) error
-	ready       chan struct{} // closed when start has returned nil
-	quit        chan struct{} // closed by Stop
-	opened      chan struct{} // closed when start has returned; openErr is its error
-	openErr     error
 
-	mu          sync.Mutex
-	entered     bool // Start was called before Stop
-	stopped     bool
-	cancelStart context.CancelFunc
+	turns
+	cur *hooksTurn // of the running Start
 }
 
-func (h *hooksComponent) Ready() <-chan struct{} { return h.ready }
+// hooksTurn is one Start of a hooksComponent.
+type hooksTurn struct {
+	quit    chan struct{} // closed by Stop
+	opened  chan struct{} // closed when start has returned; openErr is its error
+	openErr error
+	cancel  context.CancelFunc // of start's context
+}
+
+func (h *hooksComponent) restartable() {}
 
 func (h *hooksComponent) Start(ctx context.Context) error {
 	h.mu.Lock()
-	if h.stopped {
+	if !h.begin() {
 		h.mu.Unlock()
 		return nil
 	}
-	h.entered = true
 	ctx, cancel := context.WithCancel(ctx)
-	h.cancelStart = cancel
+	t := &hooksTurn{quit: make(chan struct{}), opened: make(chan struct{}), cancel: cancel}
+	h.cur = t
 	h.mu.Unlock()
+	defer cancel()
 	if h.start != nil {
-		h.openErr = h.start(ctx)
+		t.openErr = h.start(ctx)
 	}
-	close(h.opened)
-	if h.openErr != nil {
-		cancel()
-		return h.openErr
+	close(t.opened)
+	if t.openErr != nil {
+		return t.openErr
 	}
-	close(h.ready)
+	reportReady(ctx)
 	select {
-	case <-h.quit:
+	case <-t.quit:
 	case <-ctx.Done():
 	}
 	return nil
@@ -182,30 +301,44 @@ func (h *hooksComponent) Start(ctx context.Context) error {
 
 func (h *hooksComponent) Stop(ctx context.Context) error {
 	h.mu.Lock()
-	if h.stopped {
+	if !h.end() {
 		h.mu.Unlock()
 		return nil
 	}
-	h.stopped = true
-	close(h.quit)
-	entered, cancel := h.entered, h.cancelStart
+	t := h.cur
 	h.mu.Unlock()
-	if !entered {
-		return nil
-	}
-	defer cancel()
+	close(t.quit)
 	select {
-	case <-h.opened:
+	case <-t.opened:
 	default:
-		cancel() // start is still running: tell it
+		t.cancel() // start is still running: tell it
 		select {
-		case <-h.opened:
+		case <-t.opened:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
-	if h.openErr != nil || h.stop == nil {
+	if t.openErr != nil || h.stop == nil {
 		return nil
 	}
 	return h.stop(ctx)
+}
+
+// selfReady is implemented by the adapters that say themselves when they
+// are ready, by calling reportReady with their Start's context, rather than
+// through a Readier's channel (which would cost the Group a goroutine to
+// watch it).
+type selfReady interface{ selfReady() }
+
+func (h *hooksComponent) selfReady() {}
+
+// readyKey carries the function that tells the Group a component is ready.
+type readyKey struct{}
+
+// reportReady tells the Group that the component whose Start has ctx is
+// ready. It does nothing for a context that does not come from a Group.
+func reportReady(ctx context.Context) {
+	if f, ok := ctx.Value(readyKey{}).(func()); ok {
+		f()
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,10 +17,10 @@ type Phase int
 // The phases of a Group.
 const (
 	PhaseIdle     Phase = iota // not started yet
-	PhaseStarting              // components are starting, one by one
+	PhaseStarting              // components are starting, each once what it needs is ready
 	PhaseRunning               // every component is ready; the Group is ready
 	PhaseDraining              // not ready any more, still serving for the drain delay
-	PhaseStopping              // components are stopping, in reverse order
+	PhaseStopping              // components are stopping, each after what needs it
 	PhaseStopped               // every component has stopped or was abandoned
 )
 
@@ -35,7 +36,7 @@ func (p Phase) String() string {
 // verb names what a component was doing in the phase, for error messages.
 func (p Phase) verb() string {
 	switch p {
-	case PhaseStarting:
+	case PhaseIdle, PhaseStarting:
 		return "start"
 	case PhaseRunning:
 		return "run"
@@ -50,20 +51,25 @@ func (p Phase) verb() string {
 type EventKind int
 
 // The kinds of events. Component is empty for EventPhase, EventShutdown and
-// EventForced.
+// EventForced. Duration is always how long the thing that just ended took,
+// and zero when nothing ended.
 const (
-	EventPhase     EventKind = iota + 1 // the Group entered Phase; Duration is how long the previous phase took
-	EventShutdown                       // the shutdown began; Err is its cause
-	EventForced                         // a repeated signal forced the shutdown
-	EventStarting                       // the component's Start is about to be called
-	EventReady                          // the component is ready; Duration is since its Start was called
-	EventExited                         // the component's Start returned; Err is what it returned, nil if clean
-	EventStopping                       // the component's Stop is about to be called
-	EventStopped                        // the component's Stop returned; Err as returned, Duration since Stop was called
-	EventAbandoned                      // the component's Stop, or its Start after Stop, did not return in time; Err says which
+	EventPhase      EventKind = iota + 1 // the Group entered Phase, leaving Prev, which lasted Duration; entering PhaseDraining, Deadline is when the drain delay ends
+	EventShutdown                        // the shutdown began; Err is its cause, Deadline the end of the budget
+	EventForced                          // a repeated signal (or a cancelled Stop context) forced the shutdown
+	EventStarting                        // the component's Start is about to be called; Attempt counts its restarts
+	EventReady                           // the component is ready; Duration since its Start was called
+	EventExited                          // the component's Start returned; Err is what it returned, nil if clean
+	EventDraining                        // the component's Drain is about to be called
+	EventDrained                         // the component's Drain returned; Err is its panic, if any
+	EventStopping                        // the component's Stop is about to be called; Deadline is when it is abandoned
+	EventStopped                         // the component has stopped (Stop and Start returned); Err is Stop's error, Duration since Stop was called
+	EventAbandoned                       // the component's Stop, Start after Stop, or Drain did not return in time; Err says which
+	EventRestarting                      // the component failed (Err) and starts again after Delay; Attempt is the restart's number
+	EventGaveUp                          // the optional component failed for good (Err); the Group runs on without it
 )
 
-var kindNames = [...]string{"", "phase", "shutdown", "forced", "starting", "ready", "exited", "stopping", "stopped", "abandoned"}
+var kindNames = [...]string{"", "phase", "shutdown", "forced", "starting", "ready", "exited", "draining", "drained", "stopping", "stopped", "abandoned", "restarting", "gave-up"}
 
 func (k EventKind) String() string {
 	if k <= 0 || int(k) >= len(kindNames) {
@@ -72,57 +78,110 @@ func (k EventKind) String() string {
 	return kindNames[k]
 }
 
-// Event is one step of a Group's life, as passed to the function set with
-// [WithObserver].
+// Event is one step of a Group's life, as passed to the functions set with
+// [WithObserver]. The fields that do not apply to a kind are zero.
 type Event struct {
 	Kind      EventKind
-	Phase     Phase  // the Group's phase when the event happened
+	Time      time.Time
+	Phase     Phase  // the Group's phase when the event happened (for EventPhase, the phase entered)
+	Prev      Phase  // EventPhase: the phase left
 	Component string // the component's name; empty for Group events
 	Err       error
-	Duration  time.Duration
-	Time      time.Time
+	Duration  time.Duration // how long the thing that just ended took
+	Deadline  time.Time     // when what begins must end (see the kinds)
+	Attempt   int           // EventStarting, EventReady, EventRestarting: the restart's number (0: the first start)
+	Delay     time.Duration // EventRestarting: the backoff before the restart
 }
 
-// emit reports ev to the observer and the logger. With neither listening, it
-// costs no more than a check.
-func (g *Group) emit(ev Event) {
-	l := g.cfg.logger
-	level := slog.LevelInfo
-	if ev.Kind == EventAbandoned || ev.Kind == EventForced || (ev.Err != nil && ev.Kind != EventShutdown) {
-		level = slog.LevelError
-	}
-	ctx := context.Background()
-	logged := l.Enabled(ctx, level)
-	if g.cfg.observer == nil && !logged {
-		return
-	}
+// emit reports ev to the observers and the logger, from the loop.
+func (r *run) emit(ev Event) {
 	ev.Time = time.Now()
 	if ev.Kind != EventPhase {
-		ev.Phase = g.Phase()
+		ev.Phase = r.phase
 	}
-	if g.cfg.observer != nil {
-		g.cfg.observer(ev)
+	for _, o := range r.cfg.observers {
+		o(ev)
 	}
-	if !logged {
+	r.log(ev)
+}
+
+// The log: INFO tells a person what the service does (two lines per
+// component: ready and stopped, and one per phase), DEBUG every step, WARN
+// and ERROR what went wrong.
+func (r *run) log(ev Event) {
+	l := r.cfg.logger
+	level := slog.LevelDebug
+	switch ev.Kind {
+	case EventPhase, EventShutdown, EventReady, EventStopped, EventRestarting:
+		level = slog.LevelInfo
+	case EventGaveUp:
+		level = slog.LevelWarn
+	case EventAbandoned, EventForced:
+		level = slog.LevelError
+	case EventExited:
+		if ev.Err != nil && r.cause == nil {
+			level = slog.LevelError
+		}
+	}
+	if ev.Kind == EventStopped && ev.Err != nil {
+		level = slog.LevelWarn
+	}
+	if ev.Kind == EventPhase && (ev.Phase == PhaseStarting || ev.Phase == PhaseStopped) {
+		level = slog.LevelDebug // Run's own first and last lines say it
+	}
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 5)
-	msg := "lifecycle: " + ev.Kind.String()
-	switch {
-	case ev.Kind == EventPhase:
-		msg = "lifecycle: phase " + ev.Phase.String()
-	case ev.Component != "":
+	attrs := make([]slog.Attr, 0, 6)
+	var msg string
+	switch ev.Kind {
+	case EventPhase:
+		msg = "lifecycle: " + ev.Phase.String()
+		switch ev.Phase {
+		case PhaseDraining:
+			if d := ev.Deadline.Sub(ev.Time); d > 0 {
+				msg = "lifecycle: draining: readiness is off; serving on for the drain delay so that load balancers stop routing here"
+				attrs = append(attrs, slog.Duration("for", d.Round(time.Millisecond)))
+			} else {
+				msg = "lifecycle: draining: readiness is off"
+			}
+		case PhaseRunning:
+			msg = "lifecycle: running: every component is ready"
+		}
+		attrs = append(attrs, slog.Duration(ev.Prev.String(), ev.Duration))
+	case EventShutdown:
+		msg = "lifecycle: shutting down"
+		attrs = append(attrs, slog.String("cause", ev.Err.Error()), slog.Duration("budget", ev.Deadline.Sub(ev.Time).Round(time.Millisecond)))
+	case EventForced:
+		msg = "lifecycle: shutdown forced: every stop context is cancelled"
+	case EventRestarting:
+		msg = "lifecycle: component failed; restarting"
+	case EventGaveUp:
+		msg = "lifecycle: optional component gave up; running on without it"
+	default:
 		msg = "lifecycle: component " + ev.Kind.String()
 	}
 	if ev.Component != "" {
 		attrs = append(attrs, slog.String("component", ev.Component))
+		if ev.Duration > 0 {
+			attrs = append(attrs, slog.Duration("took", ev.Duration))
+		}
 	}
-	attrs = append(attrs, slog.String("phase", ev.Phase.String()))
-	if ev.Duration != 0 {
-		attrs = append(attrs, slog.Duration("took", ev.Duration))
+	if ev.Kind == EventRestarting {
+		attrs = append(attrs, slog.Int("attempt", ev.Attempt), slog.Duration("delay", ev.Delay))
 	}
-	if ev.Err != nil {
+	if ev.Kind == EventReady {
+		if a := addrOf(r.unitNamed(ev.Component)); a != "" {
+			attrs = append(attrs, slog.String("addr", a))
+		}
+	}
+	if ev.Err != nil && ev.Kind != EventShutdown {
 		attrs = append(attrs, slog.String("err", ev.Err.Error()))
+		var ce *ComponentError
+		if errors.As(ev.Err, &ce) && len(ce.Stacks) > 0 {
+			attrs = append(attrs, slog.String("stacks", string(ce.Stacks)))
+		}
 		var pe *PanicError
 		if errors.As(ev.Err, &pe) {
 			attrs = append(attrs, slog.String("stack", string(pe.Stack)))
@@ -131,20 +190,109 @@ func (g *Group) emit(ev Event) {
 	l.LogAttrs(ctx, level, msg, attrs...)
 }
 
-// clock returns the time now if anything listens to the Group's events, and
-// the zero time otherwise, so that a quiet Group does not read the clock for
-// durations nobody sees.
-func (g *Group) clock() time.Time {
-	if g.cfg.observer == nil && !g.cfg.logger.Enabled(context.Background(), slog.LevelError) {
-		return time.Time{}
+// addrOf returns the address a component listens on, if it says: a method
+// Addr returning a string or a fmt.Stringer (such as net.Addr).
+func addrOf(u *unit) string {
+	if u == nil {
+		return ""
 	}
-	return time.Now()
+	switch a := u.c.(type) {
+	case interface{ Addr() string }:
+		return a.Addr()
+	case interface {
+		Addr() interface{ String() string }
+	}:
+		return a.Addr().String()
+	}
+	return ""
 }
 
-// since is time.Since(t), or 0 for the zero time of a quiet clock.
-func since(t time.Time) time.Duration {
-	if t.IsZero() {
-		return 0
+func (r *run) unitNamed(name string) *unit {
+	return r.g.byName[name]
+}
+
+// logStart is Run's first line.
+func (r *run) logStart() {
+	l := r.cfg.logger
+	if !l.Enabled(context.Background(), slog.LevelInfo) {
+		return
 	}
-	return time.Since(t)
+	l.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle: starting",
+		slog.Int("components", len(r.units)),
+		slog.Duration("shutdown_timeout", r.cfg.shutdownTimeout),
+		slog.Duration("drain_delay", r.cfg.drainDelay))
+}
+
+// logProgress says, during a long shutdown, what is still stopping.
+func (r *run) logProgress() {
+	l := r.cfg.logger
+	if !l.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	var waiting []string
+	for _, u := range r.units {
+		switch {
+		case u.state == StateStopping && u.inStop:
+			waiting = append(waiting, u.name+" (in Stop)")
+		case u.state == StateStopping:
+			waiting = append(waiting, u.name+" (Start not returned)")
+		case u.inDrain:
+			waiting = append(waiting, u.name+" (in Drain)")
+		}
+	}
+	if len(waiting) == 0 {
+		if r.phase == PhaseDraining {
+			l.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle: still draining",
+				slog.Duration("left", time.Until(r.drainUntil).Round(time.Millisecond)))
+		}
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle: still stopping",
+		slog.String("waiting_for", strings.Join(waiting, ", ")),
+		slog.Duration("budget_left", time.Until(r.deadline).Round(time.Millisecond)))
+}
+
+// logSummary is Run's last line: how long the shutdown took, how long each
+// component took to stop, and the error, at WARN or ERROR when it is not nil.
+func (r *run) logSummary(err error, began time.Time) {
+	l := r.cfg.logger
+	level := slog.LevelInfo
+	switch ExitCode(err) {
+	case ExitOK:
+	case ExitFailure:
+		level = slog.LevelError
+	default:
+		level = slog.LevelWarn
+	}
+	if !l.Enabled(context.Background(), level) {
+		return
+	}
+	var b strings.Builder
+	for _, u := range r.units {
+		if u.stopAt.IsZero() {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(u.name)
+		b.WriteByte('=')
+		if u.state == StateAbandoned {
+			b.WriteString("abandoned")
+		} else {
+			b.WriteString(u.stopTook.Round(time.Microsecond).String())
+		}
+	}
+	attrs := []slog.Attr{slog.Duration("total", time.Since(began).Round(time.Microsecond))}
+	if !r.shutdownAt.IsZero() {
+		attrs = append(attrs, slog.Duration("shutdown", time.Since(r.shutdownAt).Round(time.Microsecond)))
+	}
+	if b.Len() > 0 {
+		attrs = append(attrs, slog.String("stopped", b.String()))
+	}
+	attrs = append(attrs, slog.Int("exit_code", ExitCode(err)))
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	l.LogAttrs(context.Background(), level, "lifecycle: stopped", attrs...)
 }

@@ -8,20 +8,32 @@ import (
 )
 
 // Defaults of a Group, chosen for a service behind a load balancer under an
-// orchestrator whose grace period is 30 s (Kubernetes' default).
+// orchestrator whose grace period is 30 s (Kubernetes' default): drain and
+// stop fit in 25 s, leaving a margin of 5 s.
 const (
 	// DefaultShutdownTimeout is the budget for drain and stop together.
 	DefaultShutdownTimeout = 25 * time.Second
+	// DefaultDrainDelay is how long a Group that has something to drain
+	// keeps serving after readiness turned off.
+	DefaultDrainDelay = 5 * time.Second
 	// DefaultStartTimeout bounds the whole start phase.
 	DefaultStartTimeout = time.Minute
 )
 
-// stopGrace is how long Run waits, once the shutdown deadline has passed or a
-// repeated signal forced the shutdown, for the remaining Stops to return hard.
-// Run returns no later than the deadline plus stopGrace.
-const stopGrace = 200 * time.Millisecond
+// The rules of time a Group keeps inside its budget. They are constants, not
+// options: they follow from the budget.
+const (
+	// maxHardGrace is the longest time between the moment a component's stop
+	// context is done and the moment the component is abandoned: the time it
+	// has to close hard.
+	maxHardGrace = 200 * time.Millisecond
+	// forceGrace bounds a forced shutdown: every remaining component is
+	// abandoned at most this long after the repeated signal.
+	forceGrace = 250 * time.Millisecond
+)
 
-// An Option configures a Group; pass options to [New].
+// An Option configures a Group; pass options to [New]. Every option is
+// checked by Run (or Start) before anything starts.
 type Option func(*config)
 
 type config struct {
@@ -29,21 +41,21 @@ type config struct {
 	drainDelay      time.Duration
 	drainSet        bool
 	startTimeout    time.Duration
-	startSet        bool
 	signals         []os.Signal
 	signalsSet      bool
 	logger          *slog.Logger
-	observer        func(Event)
+	observers       []func(Event)
 	errs            []error
 }
 
 // WithShutdownTimeout sets the shutdown budget: one deadline, counted from the
 // moment the shutdown begins, that covers the drain delay and the stop of every
-// component. It must be positive. The default is [DefaultShutdownTimeout].
+// component. Run returns within it, whatever the components do. It must be
+// positive. The default is [DefaultShutdownTimeout].
 func WithShutdownTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.errs = append(c.errs, invalid("shutdown timeout %v is not positive", d))
+			c.errs = append(c.errs, invalid("WithShutdownTimeout(%v): a timeout must be positive", d))
 			return
 		}
 		c.shutdownTimeout = d
@@ -52,46 +64,47 @@ func WithShutdownTimeout(d time.Duration) Option {
 
 // WithDrainDelay sets how long the Group keeps serving after readiness has
 // turned not-ready, so that load balancers stop routing to the process before
-// its servers stop. It must not be negative and must be shorter than the
-// shutdown timeout; zero turns the delay off. The default is a fifth of the
-// shutdown timeout (5 s with the default timeout).
+// its servers stop. It must not be negative, and it must be shorter than the
+// shutdown timeout; zero means no delay. The default is [DefaultDrainDelay].
 //
-// The delay is only waited when the shutdown begins after the Group was
-// running; a repeated signal cuts it short.
+// The delay is waited only when there is something to drain: a component
+// that implements [Drainer] (the HTTP and gRPC components do), or a readiness
+// handler made by [Group.ReadyHandler]. A Group of workers and pools stops
+// at once. A repeated signal cuts the delay short.
 func WithDrainDelay(d time.Duration) Option {
 	return func(c *config) {
 		if d < 0 {
-			c.errs = append(c.errs, invalid("drain delay %v is negative", d))
+			c.errs = append(c.errs, invalid("WithDrainDelay(%v): a delay must not be negative", d))
 			return
 		}
 		c.drainDelay, c.drainSet = d, true
 	}
 }
 
-// WithStartTimeout bounds the whole start phase: if the last component is not
-// ready this long after Run began, the start fails with [ErrTimeout] and what
-// started is stopped. It must not be negative; zero means no limit. The default
-// is [DefaultStartTimeout].
+// WithStartTimeout bounds the whole start phase: if a component is not
+// ready this long after the start began, the start fails with [ErrTimeout],
+// naming the components not ready, and what started is stopped. It must be
+// positive. The default is [DefaultStartTimeout].
 func WithStartTimeout(d time.Duration) Option {
 	return func(c *config) {
-		if d < 0 {
-			c.errs = append(c.errs, invalid("start timeout %v is negative", d))
+		if d <= 0 {
+			c.errs = append(c.errs, invalid("WithStartTimeout(%v): a timeout must be positive", d))
 			return
 		}
-		c.startTimeout, c.startSet = d, true
+		c.startTimeout = d
 	}
 }
 
 // WithSignals sets the signals on which Run begins a shutdown; a second one
 // forces it. The default is SIGINT and SIGTERM. WithSignals() with no signal
 // turns signal handling off, for a Run embedded in a host that owns the
-// process. Signals are handled only by Run, never by a Group started as a
-// component of another.
+// process, or a test. Signals are handled only by Run, never by a Group
+// started as a component of another.
 func WithSignals(sig ...os.Signal) Option {
 	return func(c *config) {
 		for _, s := range sig {
 			if s == nil {
-				c.errs = append(c.errs, invalid("nil signal"))
+				c.errs = append(c.errs, invalid("WithSignals: nil signal"))
 				return
 			}
 		}
@@ -110,11 +123,19 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithObserver sets a function that receives every [Event] of the Group, for
-// tests and metrics. It is called synchronously, possibly from several
-// goroutines at once, and must return quickly.
+// WithObserver adds a function that receives every [Event] of the Group, for
+// tests, metrics and platform integrations. It may be given more than once:
+// each observer receives every event, in the order given. Observers are
+// called one event at a time, in causal order (a component's starting before
+// its ready, a dependent's stopped before its dependency's stopping), from
+// the Group's own goroutine: they must return quickly and must not call the
+// Group's blocking methods. A nil function is ignored.
 func WithObserver(fn func(Event)) Option {
-	return func(c *config) { c.observer = fn }
+	return func(c *config) {
+		if fn != nil {
+			c.observers = append(c.observers, fn)
+		}
+	}
 }
 
 // resolve fills in the defaults and checks what depends on several options.
@@ -124,12 +145,14 @@ func (c *config) resolve() []error {
 		c.shutdownTimeout = DefaultShutdownTimeout
 	}
 	if !c.drainSet {
-		c.drainDelay = c.shutdownTimeout / 5
-	}
-	if c.drainDelay >= c.shutdownTimeout {
+		c.drainDelay = DefaultDrainDelay
+		if c.drainDelay >= c.shutdownTimeout {
+			errs = append(errs, invalid("the default drain delay %v is not shorter than the shutdown timeout %v: set WithDrainDelay", c.drainDelay, c.shutdownTimeout))
+		}
+	} else if c.drainDelay >= c.shutdownTimeout {
 		errs = append(errs, invalid("drain delay %v is not shorter than the shutdown timeout %v", c.drainDelay, c.shutdownTimeout))
 	}
-	if !c.startSet {
+	if c.startTimeout == 0 {
 		c.startTimeout = DefaultStartTimeout
 	}
 	if !c.signalsSet {
@@ -139,4 +162,49 @@ func (c *config) resolve() []error {
 		c.logger = slog.Default()
 	}
 	return errs
+}
+
+// An AddOption configures one component; pass it to [Group.Add].
+type AddOption func(*spec)
+
+// spec is what Add was told of a component.
+type spec struct {
+	after       []string
+	afterSet    bool
+	stopTimeout time.Duration
+	optional    bool
+	restart     *RestartPolicy
+	errs        []error
+}
+
+// After declares the components that this one needs: it starts only once
+// each of them is ready, and each of them stops only after this one has
+// stopped. After() with no name declares that it needs nothing: it starts at
+// once, concurrently with the others. Without After, a component needs the
+// one added just before it, so a Group built without After starts in the
+// order of Add and stops in reverse.
+//
+// Every name must be that of a component of the same Group; a name that is
+// not, a component that needs itself, and a cycle are configuration errors
+// that Run reports, naming them, before anything starts.
+func After(names ...string) AddOption {
+	return func(s *spec) {
+		s.after = append(s.after, names...)
+		s.afterSet = true
+	}
+}
+
+// StopTimeout bounds this component's stop: its Stop's context is done at
+// most d after its stop began (less the short time it is given to close
+// hard), and it is abandoned at d. It must be positive and not longer than
+// the shutdown timeout. It is also the time the component reserves for
+// itself inside the budget: see the Group's documentation on budgets.
+func StopTimeout(d time.Duration) AddOption {
+	return func(s *spec) {
+		if d <= 0 {
+			s.errs = append(s.errs, invalid("StopTimeout(%v): a timeout must be positive", d))
+			return
+		}
+		s.stopTimeout = d
+	}
 }
