@@ -65,6 +65,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	lis      net.Listener // given by WithListener, or bound by Start
+	hs       *handshakes  // lis as grpc serves it; nil until Start serves
 	bound    net.Addr
 	started  bool          // Start was called
 	serving  bool          // Start bound the listener and calls Serve
@@ -219,6 +220,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return nil
 	}
 	s.lis, s.bound, s.serving = lis, lis.Addr(), true
+	s.hs = newHandshakes(lis)
+	hs := s.hs
 	s.mu.Unlock()
 	close(s.settled)
 
@@ -231,7 +234,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.watch(ctx, services, served, watched)
 	close(s.ready)
 
-	err := s.grpc.Serve(lis)
+	err := s.grpc.Serve(hs)
 	close(served)
 	<-watched
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -337,6 +340,11 @@ func (s *Server) Stop(ctx context.Context) error {
 	graceful := s.beginStop()
 	select {
 	case <-graceful:
+		// Not forced by this Stop, but maybe by another, or by Start's
+		// context.
+		if cut, cause := s.rpcs.cutReport(); cut != "" {
+			return fmt.Errorf("grpccomponent: %s cut before they ended: %w", cut, cause)
+		}
 		return nil
 	case <-ctx.Done():
 	}
@@ -350,7 +358,22 @@ func (s *Server) Stop(ctx context.Context) error {
 			return s.stuck(ctx)
 		}
 	}
+	if cut, _ := s.rpcs.cutReport(); cut != "" {
+		return fmt.Errorf("grpccomponent: %s cut at the stop deadline: %w", cut, deadlineErr(ctx))
+	}
 	return nil
+}
+
+// deadlineErr returns the error that a Stop whose ctx is done wraps: ctx's
+// cause when it is lifecycle.ErrTimeout or lifecycle.ErrForced (as a Group's
+// stop context has), and otherwise lifecycle.ErrTimeout and the cause, so
+// that the error of a stop cut short is always classified.
+func deadlineErr(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if errors.Is(cause, lifecycle.ErrTimeout) || errors.Is(cause, lifecycle.ErrForced) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", lifecycle.ErrTimeout, cause)
 }
 
 // errStopping is the cause of the cancelled context of a health Watch stream
@@ -367,8 +390,10 @@ func (s *Server) beginStop() <-chan struct{} {
 	}
 	s.Drain()
 	if s.health != nil {
-		s.rpcs.cancel(healthpb.Health_Watch_FullMethodName, errStopping)
+		s.rpcs.end(healthpb.Health_Watch_FullMethodName, errStopping)
 	}
+	// GracefulStop sends no GOAWAY until every handshake has ended.
+	s.hs.stop()
 	done := make(chan struct{})
 	s.graceful = done
 	go func() {
@@ -383,7 +408,7 @@ func (s *Server) beginStop() <-chan struct{} {
 // serving.
 func (s *Server) force(cause error) <-chan struct{} {
 	s.beginStop()
-	s.rpcs.cancel("", cause)
+	s.rpcs.cutAll(cause)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hard == nil {
@@ -403,7 +428,7 @@ func (s *Server) force(cause error) <-chan struct{} {
 
 // stuck returns the error of a Stop that gave up.
 func (s *Server) stuck(ctx context.Context) error {
-	cause := context.Cause(ctx)
+	cause := deadlineErr(ctx)
 	methods := s.rpcs.running()
 	if len(methods) == 0 {
 		return fmt.Errorf("grpccomponent: server not stopped %v after the stop deadline: %w", hardStopGrace, cause)
