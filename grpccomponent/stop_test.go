@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -264,4 +265,25 @@ func TestHandshakeAfterStopEnds(t *testing.T) {
 	n, err := c.Read(make([]byte, 1))
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+}
+
+// The stop ends the health Watch streams (they would hold the graceful stop
+// until the deadline) with UNAVAILABLE, and does not count them as cut.
+func TestHealthWatchEndsUnavailable(t *testing.T) {
+	ctx := testContext(t)
+	s := newServer(t, &testService{})
+	started := start(t, s)
+	stream, err := healthpb.NewHealthClient(dial(t, s.Addr())).Watch(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+	require.NoError(t, s.Stop(ctx), "a health watch is not counted as cut")
+	for {
+		if _, err = stream.Recv(); err != nil {
+			break
+		}
+	}
+	assert.Equal(t, codes.Unavailable, status.Code(err), "the watch ended with %v", err)
+	require.NoError(t, recv(t, started, "Start to return"))
 }
