@@ -21,7 +21,9 @@ import (
 // once (their deadline is set in the past, so grpc's handshake fails and grpc
 // closes them). No RPC can have been sent on such a connection: a client
 // sends its first request only after the handshake. Nothing else of a
-// connection is changed.
+// connection is changed, but for one cost: grpc-go (1.85) reads a plain
+// *net.TCPConn through a pooled buffer, and any other net.Conn through a
+// buffer of its own (32 KiB by default) that an idle connection keeps.
 //
 // grpc sets a deadline on a connection for its handshake and clears it
 // (SetDeadline with the zero time) as soon as the handshake has ended,
