@@ -17,10 +17,18 @@
 //     NOT_SERVING at once; the server keeps serving for the drain delay.
 //   - Stop calls GracefulStop: the listener closes, clients get GOAWAY, new
 //     RPCs fail with UNAVAILABLE, RPCs in flight run to their end. Long-lived
-//     streams are not cut. When Stop's context is done (the shutdown budget ran
-//     out), the contexts of the RPCs still running are cancelled and the
-//     connections are closed (grpc's Stop); Stop returns at most 80 ms later,
-//     whatever the handlers do, and names the RPCs that have not returned.
+//     streams are not cut. Connections still in their handshake (a port scan,
+//     a client that never sends the HTTP/2 preface) are closed at once: grpc
+//     would otherwise wait for them, up to grpc.ConnectionTimeout (120 s),
+//     before it even sends GOAWAY.
+//   - When Stop's context is done (the shutdown budget ran out), the RPCs
+//     still running are cut: their contexts are cancelled and the connections
+//     closed (grpc's Stop). Their clients see UNAVAILABLE, which they may retry
+//     on another instance. Stop returns at most 80 ms later, whatever the
+//     handlers do, with an error that counts the RPCs cut and names their
+//     methods, and matches [lifecycle.ErrTimeout] ([lifecycle.ErrForced] when
+//     a repeated signal cut the stop short): the exit code then says that
+//     work was lost, as for an HTTP server.
 package grpccomponent
 
 import (
@@ -65,6 +73,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	lis      net.Listener // given by WithListener, or bound by Start
+	hs       *handshakes  // lis as grpc serves it; nil until Start serves
 	bound    net.Addr
 	started  bool          // Start was called
 	serving  bool          // Start bound the listener and calls Serve
@@ -219,6 +228,8 @@ func (s *Server) Start(ctx context.Context) error {
 		return nil
 	}
 	s.lis, s.bound, s.serving = lis, lis.Addr(), true
+	s.hs = newHandshakes(lis)
+	hs := s.hs
 	s.mu.Unlock()
 	close(s.settled)
 
@@ -231,7 +242,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.watch(ctx, services, served, watched)
 	close(s.ready)
 
-	err := s.grpc.Serve(lis)
+	err := s.grpc.Serve(hs)
 	close(served)
 	<-watched
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -292,20 +303,30 @@ func (s *Server) Drain() {
 // run on. Health Watch streams are ended at once: they would otherwise hold
 // the graceful stop up until the deadline.
 //
+// A connection that has not finished its handshake (TLS, then the HTTP/2
+// preface and SETTINGS) when the stop begins, or that is accepted after, is
+// closed at once: no RPC can have been sent on it, and grpc would wait for it
+// (up to grpc.ConnectionTimeout, 120 s by default) before it tells the other
+// clients to go away.
+//
 // Stop returns nil once every RPC has returned and the connections are closed.
-// When ctx is done first, Stop cancels the contexts of the RPCs still running
-// (with ctx's cause) and closes every connection (grpc's Stop), then waits at
-// most 80 ms more: it returns nil if everything has ended by then, and
-// otherwise an error, wrapping ctx's cause, that names the RPCs whose handlers
-// have not returned. It never blocks longer, whatever the handlers do.
+// When ctx is done first, Stop cuts the RPCs still running: it cancels their
+// contexts (with ctx's cause) and closes every connection (grpc's Stop), then
+// waits at most 80 ms more, and never longer, whatever the handlers do. The
+// client of an RPC cut sees UNAVAILABLE: a handler's error that reports its
+// cancelled context (ctx.Err(), or a CANCELLED status) is replaced by an
+// UNAVAILABLE status; other errors, and a nil one, are kept. Stop then
+// returns an error that counts the RPCs cut and names their methods, and
+// names the handlers still running if any. It wraps ctx's cause when that
+// is [lifecycle.ErrTimeout] or [lifecycle.ErrForced] (as in a Group), and
+// otherwise both lifecycle.ErrTimeout and the cause. A Stop whose graceful
+// stop ended because another Stop, or Start's context, cut RPCs returns an
+// error that counts them too. A stop that cut nothing returns nil once
+// everything has ended, even if ctx was done: nothing was lost.
 //
 // Health Watch streams have seen NOT_SERVING at the drain; with no drain
-// delay, a watcher may see its stream end first instead.
-//
-// grpc's own Stop also waits for connections still in their HTTP/2 handshake,
-// up to grpc.ConnectionTimeout (120 s by default): Stop does not, and reports
-// the server as not stopped; Start returns once grpc has finished. Pass a
-// shorter grpc.ConnectionTimeout with [WithServerOptions] to bound that.
+// delay, a watcher may see its stream end first instead (with UNAVAILABLE).
+// They are not counted as cut.
 //
 // Stop may be called before Start (Start will then not serve), during Start,
 // and more than once: a later Stop with a done context forces a stop that an
@@ -337,6 +358,11 @@ func (s *Server) Stop(ctx context.Context) error {
 	graceful := s.beginStop()
 	select {
 	case <-graceful:
+		// Not forced by this Stop, but maybe by another, or by Start's
+		// context.
+		if cut, cause := s.rpcs.cutReport(); cut != "" {
+			return fmt.Errorf("grpccomponent: %s cut before they ended: %w", cut, cause)
+		}
 		return nil
 	case <-ctx.Done():
 	}
@@ -350,7 +376,22 @@ func (s *Server) Stop(ctx context.Context) error {
 			return s.stuck(ctx)
 		}
 	}
+	if cut, _ := s.rpcs.cutReport(); cut != "" {
+		return fmt.Errorf("grpccomponent: %s cut at the stop deadline: %w", cut, deadlineErr(ctx))
+	}
 	return nil
+}
+
+// deadlineErr returns the error that a Stop whose ctx is done wraps: ctx's
+// cause when it is lifecycle.ErrTimeout or lifecycle.ErrForced (as a Group's
+// stop context has), and otherwise lifecycle.ErrTimeout and the cause, so
+// that the error of a stop cut short is always classified.
+func deadlineErr(ctx context.Context) error {
+	cause := context.Cause(ctx)
+	if errors.Is(cause, lifecycle.ErrTimeout) || errors.Is(cause, lifecycle.ErrForced) {
+		return cause
+	}
+	return fmt.Errorf("%w: %w", lifecycle.ErrTimeout, cause)
 }
 
 // errStopping is the cause of the cancelled context of a health Watch stream
@@ -367,8 +408,10 @@ func (s *Server) beginStop() <-chan struct{} {
 	}
 	s.Drain()
 	if s.health != nil {
-		s.rpcs.cancel(healthpb.Health_Watch_FullMethodName, errStopping)
+		s.rpcs.end(healthpb.Health_Watch_FullMethodName, errStopping)
 	}
+	// GracefulStop sends no GOAWAY until every handshake has ended.
+	s.hs.stop()
 	done := make(chan struct{})
 	s.graceful = done
 	go func() {
@@ -383,7 +426,7 @@ func (s *Server) beginStop() <-chan struct{} {
 // serving.
 func (s *Server) force(cause error) <-chan struct{} {
 	s.beginStop()
-	s.rpcs.cancel("", cause)
+	s.rpcs.cutAll(cause)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hard == nil {
@@ -403,13 +446,17 @@ func (s *Server) force(cause error) <-chan struct{} {
 
 // stuck returns the error of a Stop that gave up.
 func (s *Server) stuck(ctx context.Context) error {
-	cause := context.Cause(ctx)
+	cause := deadlineErr(ctx)
+	prefix := "grpccomponent: "
+	if cut, _ := s.rpcs.cutReport(); cut != "" {
+		prefix += cut + " cut at the stop deadline; "
+	}
 	methods := s.rpcs.running()
 	if len(methods) == 0 {
-		return fmt.Errorf("grpccomponent: server not stopped %v after the stop deadline: %w", hardStopGrace, cause)
+		return fmt.Errorf("%sserver not stopped %v after the stop deadline: %w", prefix, hardStopGrace, cause)
 	}
-	return fmt.Errorf("grpccomponent: %d RPC handler(s) still running %v after the stop deadline (%s): %w",
-		len(methods), hardStopGrace, strings.Join(methods, ", "), cause)
+	return fmt.Errorf("%s%d RPC handler(s) still running %v after the stop deadline (%s): %w",
+		prefix, len(methods), hardStopGrace, strings.Join(methods, ", "), cause)
 }
 
 // services returns the names of the services registered on the server, but
