@@ -69,12 +69,10 @@ func runUntilReady(g *lifecycle.Group) (time.Duration, error) {
 func gracefulStartStop(n int) error {
 	g := newGroup()
 	for i := range n {
-		if err := g.Add(names[i], lifecycle.Func(func(ctx context.Context) error {
+		g.Add(names[i], lifecycle.Func(func(ctx context.Context) error {
 			<-ctx.Done()
 			return nil
-		})); err != nil {
-			return err
-		}
+		}))
 	}
 	_, err := runUntilReady(g)
 	return err
@@ -83,12 +81,10 @@ func gracefulStartStop(n int) error {
 func gracefulSlowStart(n int, d time.Duration) (time.Duration, error) {
 	g := newGroup()
 	for i := range n {
-		if err := g.Add(names[i], lifecycle.Hooks(func(context.Context) error {
+		g.Add(names[i], lifecycle.Hooks(func(context.Context) error {
 			time.Sleep(d)
 			return nil
-		}, nil)); err != nil {
-			return 0, err
-		}
+		}, nil))
 	}
 	return runUntilReady(g)
 }

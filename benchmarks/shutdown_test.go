@@ -42,12 +42,8 @@ func idleWorker(ctx context.Context) error {
 func gracefulShutdown() (time.Duration, error) {
 	g := newGroup()
 	srv := &http.Server{Addr: "127.0.0.1:0", Handler: http.NotFoundHandler()}
-	if err := g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g))); err != nil {
-		return 0, err
-	}
-	if err := g.Add("worker", lifecycle.Func(idleWorker)); err != nil {
-		return 0, err
-	}
+	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
+	g.Add("worker", lifecycle.Func(idleWorker))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var at time.Time

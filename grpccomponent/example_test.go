@@ -24,10 +24,7 @@ func Example() {
 	)
 	srv := grpccomponent.New("127.0.0.1:0", grpccomponent.WithServingAfter(g))
 	// Register the services here, e.g. pb.RegisterGreeterServer(srv.GRPC(), greeter{}).
-	if err := g.Add("grpc", srv); err != nil {
-		fmt.Println(err)
-		return
-	}
+	g.Add("grpc", srv)
 
 	ctx, shutdown := context.WithCancel(context.Background())
 	defer shutdown()

@@ -133,8 +133,8 @@ func TestPortInUse(t *testing.T) {
 		var first *Server
 		r := runGroup(t, 10*time.Second, nil, func(g *lifecycle.Group) {
 			first = newServer(t, &testService{})
-			require.NoError(t, g.Add("first", first))
-			require.NoError(t, g.Add("second", New(addr)))
+			g.Add("first", first)
+			g.Add("second", New(addr))
 		})
 		_, err := r.result(t)
 		require.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -168,7 +168,7 @@ func TestInFlightCallsFinishNewCallsUnavailable(t *testing.T) {
 	var s *Server
 	r := runGroup(t, 20*time.Second, nil, func(g *lifecycle.Group) {
 		s = newServer(t, svc)
-		require.NoError(t, g.Add("grpc", s))
+		g.Add("grpc", s)
 	})
 	recv(t, r.g.Ready(), "the Group running")
 	ctx := testContext(t)
@@ -229,15 +229,15 @@ func TestHealthFollowsTheGroup(t *testing.T) {
 	var s *Server
 	r := runGroup(t, budget, hook, func(g *lifecycle.Group) {
 		s = newServer(t, &testService{}, WithServingAfter(g))
-		require.NoError(t, g.Add("grpc", s))
-		require.NoError(t, g.Add("later", lifecycle.Hooks(func(ctx context.Context) error {
+		g.Add("grpc", s)
+		g.Add("later", lifecycle.Hooks(func(ctx context.Context) error {
 			select {
 			case <-hold:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}, nil)))
+		}, nil))
 	})
 	recv(t, s.Ready(), "the server ready")
 	ctx := testContext(t)
@@ -329,7 +329,7 @@ func TestStreamsEndedAtTheBudget(t *testing.T) {
 			var s *Server
 			r := runGroup(t, budget, nil, func(g *lifecycle.Group) {
 				s = newServer(t, svc)
-				require.NoError(t, g.Add("grpc", s))
+				g.Add("grpc", s)
 			})
 			recv(t, r.g.Ready(), "the Group running")
 			ctx := testContext(t)
@@ -426,7 +426,7 @@ func TestHandlerIgnoringItsContext(t *testing.T) {
 			var s *Server
 			r := runGroup(t, budget, nil, func(g *lifecycle.Group) {
 				s = newServer(t, svc, opts.opts...)
-				require.NoError(t, g.Add("grpc", s))
+				g.Add("grpc", s)
 			})
 			recv(t, r.g.Ready(), "the Group running")
 			called := make(chan error, 1)

@@ -27,10 +27,7 @@ func Example() {
 		_, _ = io.WriteString(w, "hello\n")
 	})
 	web := httpcomponent.New(&http.Server{Addr: "127.0.0.1:0", Handler: mux}, httpcomponent.WithHealth(g))
-	if err := g.Add("web", web); err != nil {
-		fmt.Println(err)
-		return
-	}
+	g.Add("web", web)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

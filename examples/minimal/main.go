@@ -22,7 +22,7 @@ import (
 func main() {
 	g := lifecycle.New()
 
-	_ = g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
+	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
@@ -38,7 +38,7 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello") })
 	srv := &http.Server{Addr: cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"), Handler: mux}
-	_ = g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g))) // also serves /readyz and /livez
+	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g))) // also serves /readyz and /livez
 
 	os.Exit(lifecycle.ExitCode(g.Run(context.Background())))
 }

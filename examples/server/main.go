@@ -148,13 +148,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// Start order is the order of Add; stop order is the reverse. The pool
 	// comes first, so it closes last; the servers come last, so they stop
 	// taking requests before the worker and the pool go away.
-	_ = g.Add("pool", lifecycle.Hooks(pool.open, pool.close))
-	_ = g.Add("worker", lifecycle.Func(worker(pool, &served, time.Second, log)))
+	g.Add("pool", lifecycle.Hooks(pool.open, pool.close))
+	g.Add("worker", lifecycle.Func(worker(pool, &served, time.Second, log)))
 	if o.hangStop {
-		_ = g.Add("stuck", stuck{})
+		g.Add("stuck", stuck{})
 	}
-	_ = g.Add("grpc", grpcServer)
-	_ = g.Add("http", httpServer)
+	g.Add("grpc", grpcServer)
+	g.Add("http", httpServer)
 
 	log.Info("server: starting",
 		"http_addr", o.httpAddr, "grpc_addr", o.grpcAddr,

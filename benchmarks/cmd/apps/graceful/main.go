@@ -32,8 +32,8 @@ func main() {
 	g := lifecycle.New(opts...)
 
 	srv := &http.Server{Addr: cfg.Addr, Handler: app.Handler(cfg.Delay)}
-	_ = g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
-	_ = g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
+	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
+	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		return app.Worker(ctx, cfg.Hang)
 	}))
 
