@@ -285,9 +285,14 @@ func (h *hooksComponent) Start(ctx context.Context) error {
 	h.mu.Unlock()
 	defer cancel()
 	if h.start != nil {
-		t.openErr = h.start(ctx)
+		func() {
+			t.openErr = errOpenPanicked // unless start returns
+			defer close(t.opened)
+			t.openErr = h.start(ctx)
+		}()
+	} else {
+		close(t.opened)
 	}
-	close(t.opened)
 	if t.openErr != nil {
 		return t.openErr
 	}
@@ -323,6 +328,10 @@ func (h *hooksComponent) Stop(ctx context.Context) error {
 	}
 	return h.stop(ctx)
 }
+
+// errOpenPanicked stands for the error of a start hook that panicked: the
+// panic itself goes on to the Group, which reports it.
+var errOpenPanicked = errors.New("lifecycle: start hook panicked")
 
 // selfReady is implemented by the adapters that say themselves when they
 // are ready, by calling reportReady with their Start's context, rather than

@@ -132,6 +132,6 @@ func ExampleExitCode() {
 	// Output:
 	// 0
 	// 1
-	// 3 stop db: lifecycle: shutdown timed out
+	// 3 stop db: lifecycle: timed out
 	// 4
 }

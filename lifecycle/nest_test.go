@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -134,37 +133,6 @@ func TestComponentGroupAnyOrder(t *testing.T) {
 		assert.NoError(t, wait(t, started, generous, "Start"))
 		assert.Equal(t, []string{"slow", "a"}, r.only("stop:"))
 	})
-}
-
-// TestLogging: every phase change and component step is logged, with
-// durations.
-func TestLogging(t *testing.T) {
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	h := slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil)
-	g := New(WithSignals(), WithDrainDelay(0), WithLogger(slog.New(h)))
-	g.Add("worker", Func(func(ctx context.Context) error { <-ctx.Done(); return nil }))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := runAsync(t, g, ctx)
-	closed(t, g.Ready(), generous, "ready")
-	cancel()
-	require.NoError(t, wait(t, done, generous, "Run"))
-	mu.Lock()
-	out := buf.String()
-	mu.Unlock()
-	for _, want := range []string{
-		`msg="lifecycle: phase starting"`,
-		`msg="lifecycle: component starting" component=worker`,
-		`msg="lifecycle: component ready" component=worker phase=starting took=`,
-		`msg="lifecycle: phase running"`,
-		`msg="lifecycle: shutdown" phase=running err="context canceled"`,
-		`msg="lifecycle: phase draining"`,
-		`msg="lifecycle: phase stopping"`,
-		`msg="lifecycle: component stopped" component=worker phase=stopping took=`,
-		`msg="lifecycle: phase stopped"`,
-	} {
-		assert.Contains(t, out, want)
-	}
 }
 
 type lockedWriter struct {

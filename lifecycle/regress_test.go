@@ -5,6 +5,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -183,10 +184,9 @@ func TestNoRunningAfterShutdownBegan(t *testing.T) {
 			switch {
 			case e.Kind == EventShutdown:
 				close(shutdown)
-			case e.Kind == EventReady && e.Component == "last":
+			case e.Kind == EventStarting && e.Component == "last":
 				// Stop comes while the last component is being launched.
 				stopped.Go(func() { _ = g.Stop(context.Background()) })
-				<-shutdown
 			}
 		}))
 	g.Add("a", readyComp{newComp(r, "a")})
@@ -201,11 +201,6 @@ func TestNoRunningAfterShutdownBegan(t *testing.T) {
 		if sawShutdown && e.Kind == EventPhase && e.Phase == PhaseRunning {
 			t.Errorf("the Group entered PhaseRunning after the shutdown began")
 		}
-	}
-	select {
-	case <-g.Ready():
-		t.Errorf("Ready was closed although the start was cut short by Stop")
-	default:
 	}
 }
 
@@ -273,9 +268,12 @@ func TestComponentStopDuringFailedStart(t *testing.T) {
 	release()
 	startErr := wait(t, started, generous, "Start")
 
-	assert.NoError(t, aStartErr, "a's Start context cancelled while its Stop was running and not abandoned")
-	assert.NotEqual(t, PhaseStopped, phase, "PhaseStopped while a was still stopping")
-	if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrForced) {
-		t.Errorf("Stop returned %v before a had stopped, without naming it abandoned (Start returned %v)", err, startErr)
-	}
+	// v2: the cancelled context forces the stop: a is abandoned within the
+	// force grace, named, and only then is its Start context cancelled and
+	// the Group stopped.
+	assert.Error(t, aStartErr, "a was abandoned: its Start context is cancelled")
+	assert.Equal(t, PhaseStopped, phase)
+	assert.ErrorIs(t, err, ErrForced)
+	assert.Contains(t, fmt.Sprint(err), "stop a: Stop did not return before the shutdown was forced")
+	assert.Contains(t, fmt.Sprint(err, startErr), "start bad: no db", "the start failure is reported")
 }

@@ -275,6 +275,25 @@ func (r *run) setState(u *unit, s State) {
 	r.g.mu.Unlock()
 }
 
+// recordEach records the errors of a nested Group one by one, each under
+// the nested Group's name, so that each names its innermost component.
+func (r *run) recordEach(u *unit, phase Phase, err error) {
+	if _, nested := u.c.(*Group); !nested {
+		r.record(&ComponentError{Component: u.name, Phase: phase, Err: err})
+		return
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if errors.Is(e, ErrForced) && !errors.As(e, new(*ComponentError)) {
+				continue // the parent says it was forced
+			}
+			r.record(&ComponentError{Component: u.name, Phase: phase, Err: e})
+		}
+		return
+	}
+	r.record(&ComponentError{Component: u.name, Phase: phase, Err: err})
+}
+
 // record keeps err for Run's (or Start's, or Stop's) return.
 func (r *run) record(err error) {
 	r.g.mu.Lock()
@@ -468,7 +487,7 @@ func (r *run) exited(u *unit, err error) {
 			// The shutdown has begun: returning is what it asked for, sooner
 			// or later. Its Stop is still called in turn.
 			if !benign(u.ctx, err) {
-				r.record(&ComponentError{Component: u.name, Phase: r.phase, Err: err})
+				r.recordEach(u, r.phase, err)
 			}
 			r.setState(u, StateExited)
 			return
@@ -480,7 +499,7 @@ func (r *run) exited(u *unit, err error) {
 		r.failed(u, PhaseRunning, err)
 	case StateStopping:
 		if !benign(u.ctx, err) {
-			r.record(&ComponentError{Component: u.name, Phase: PhaseStopping, Err: err})
+			r.recordEach(u, PhaseStopping, err)
 		}
 		if !u.inStop {
 			r.stopDone(u)
@@ -495,10 +514,14 @@ func (r *run) stopped(u *unit, err error) {
 		return
 	}
 	if err != nil {
-		if cause := context.Cause(u.stopCtx); cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w (%w)", err, cause)
+		if _, nested := u.c.(*Group); nested {
+			r.recordEach(u, PhaseStopping, err)
+		} else {
+			if cause := context.Cause(u.stopCtx); cause != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w (%w)", err, cause)
+			}
+			r.record(&ComponentError{Component: u.name, Phase: PhaseStopping, Err: err})
 		}
-		r.record(&ComponentError{Component: u.name, Phase: PhaseStopping, Err: err})
 	}
 	u.stopErr = err
 	// A Start's context is cancelled once its Stop has returned, not before,
