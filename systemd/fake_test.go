@@ -54,7 +54,7 @@ func (m message) value(key string) (string, bool) {
 
 // newFakeSystemd listens on a unix datagram socket: a path in a temporary
 // directory, or a name in the abstract namespace.
-func newFakeSystemd(t *testing.T, abstract bool) *fakeSystemd {
+func newFakeSystemd(t testing.TB, abstract bool) *fakeSystemd {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "notify")
 	if abstract {
