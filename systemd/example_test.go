@@ -93,7 +93,7 @@ func ExampleListeners_Inherited() {
 		fmt.Fprintln(os.Stderr, err) // a malformed LISTEN_* environment
 		os.Exit(lifecycle.ExitInvalid)
 	}
-	defer sockets.Close() // the sockets passed but not taken
+	defer sockets.Close()                // the sockets passed but not taken
 	ln, err := sockets.Inherited("http") // nil when not activated
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err) // activated, but no socket named http
