@@ -340,4 +340,3 @@ func TestNewFakeInvalid(t *testing.T) {
 		NewFake(FailAt(StepStop, errBoom), PanicAt(StepStop, "x"))
 	})
 }
-

@@ -75,7 +75,9 @@ func TestAssertionsFail(t *testing.T) {
 		return evs
 	}
 	without := func(evs []lifecycle.Event, drop lifecycle.Event) []lifecycle.Event {
-		return slices.DeleteFunc(evs, func(e lifecycle.Event) bool { return e.Kind == drop.Kind && e.Component == drop.Component && e.Phase == drop.Phase })
+		return slices.DeleteFunc(evs, func(e lifecycle.Event) bool {
+			return e.Kind == drop.Kind && e.Component == drop.Component && e.Phase == drop.Phase
+		})
 	}
 	tests := []struct {
 		name   string
