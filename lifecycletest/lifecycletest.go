@@ -49,13 +49,8 @@ import (
 func New(tb testing.TB, opts ...lifecycle.Option) (*lifecycle.Group, *Recorder) {
 	tb.Helper()
 	rec := NewRecorder()
-	all := append([]lifecycle.Option{
-		lifecycle.WithSignals(),
-		lifecycle.WithDrainDelay(0),
-		lifecycle.WithLogger(Logger(tb)),
-		lifecycle.WithObserver(rec.Observe),
-	}, opts...)
-	g := lifecycle.New(all...)
+	all := append(Options(rec), lifecycle.WithLogger(Logger(tb)))
+	g := lifecycle.New(append(all, opts...)...)
 	tb.Cleanup(func() {
 		tb.Helper()
 		if p := g.Phase(); p == lifecycle.PhaseIdle || p == lifecycle.PhaseStopped {
@@ -72,6 +67,24 @@ func New(tb testing.TB, opts ...lifecycle.Option) (*lifecycle.Group, *Recorder) 
 		}
 	})
 	return g, rec
+}
+
+// Options returns the options of a Group under test, as New sets them but
+// without a test to log to: no signals, no drain delay, logs discarded, and
+// the events reported to rec. It is for code that builds its own Group, such
+// as a service's constructor that takes options (and for examples, which have
+// no testing.TB). Options given after these override them.
+//
+// Inside a testing/synctest bubble, a Group must not handle signals: the
+// first signal.Notify of a process, made in a bubble, is a fatal error of the
+// runtime.
+func Options(rec *Recorder) []lifecycle.Option {
+	return []lifecycle.Option{
+		lifecycle.WithSignals(),
+		lifecycle.WithDrainDelay(0),
+		lifecycle.WithLogger(nil),
+		lifecycle.WithObserver(rec.Observe),
+	}
 }
 
 // Logger returns a logger that writes to the test's output (tb.Output: shown
