@@ -20,9 +20,10 @@
 //
 // Everything in the package works inside a [testing/synctest] bubble, where a
 // Group's timers (drain delay, shutdown and start timeouts) run on the
-// bubble's fake clock: a test of a 25 s budget takes microseconds. It uses no
-// clock, sleep or goroutine of its own, except the one that Run starts, which
-// ends when the Group's Run returns.
+// bubble's fake clock: a test of a 25 s budget takes microseconds. The
+// package's own waits are bounded by timers, which follow the bubble's clock
+// too, and it starts no goroutine but the one that Run starts, which ends when
+// the Group's Run returns.
 package lifecycletest
 
 import (
