@@ -255,10 +255,10 @@ func (c *Collector) Observe(ev lifecycle.Event) {
 	case lifecycle.EventAbandoned:
 		c.setState(name, StateAbandoned)
 		c.abandoned.WithLabelValues(name).Inc()
-	case eventRestarting:
+	case lifecycle.EventRestarting:
 		c.setState(name, StateRestarting)
 		c.restarts.WithLabelValues(name).Inc()
-	case eventGaveUp:
+	case lifecycle.EventGaveUp:
 		c.setState(name, StateFailed)
 	}
 }

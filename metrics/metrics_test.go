@@ -85,7 +85,7 @@ func TestScrapeAfterRun(t *testing.T) {
 		db.Release()
 		run.WaitReady()
 
-		c.Observe(lifecycle.Event{Kind: eventRestarting, Component: "api"})
+		c.Observe(lifecycle.Event{Kind: lifecycle.EventRestarting, Component: "api"})
 		c.Observe(lifecycle.Event{Kind: lifecycle.EventStarting, Component: "api"})
 		c.Observe(lifecycle.Event{Kind: lifecycle.EventReady, Component: "api", Duration: 250 * time.Millisecond})
 
@@ -338,8 +338,8 @@ func TestStates(t *testing.T) {
 		// The engine on this branch may report Start's return after the stop.
 		{"exited after stopped", []lifecycle.Event{ev(lifecycle.EventStopping, nil), ev(lifecycle.EventStopped, nil), ev(lifecycle.EventExited, nil)}, StateStopped},
 		{"abandoned", []lifecycle.Event{ev(lifecycle.EventStopping, nil), ev(lifecycle.EventAbandoned, nil), ev(lifecycle.EventExited, nil)}, StateAbandoned},
-		{"restarting", []lifecycle.Event{ev(lifecycle.EventExited, boom), ev(eventRestarting, nil)}, StateRestarting},
-		{"gave up", []lifecycle.Event{ev(lifecycle.EventExited, boom), ev(eventGaveUp, nil)}, StateFailed},
+		{"restarting", []lifecycle.Event{ev(lifecycle.EventExited, boom), ev(lifecycle.EventRestarting, nil)}, StateRestarting},
+		{"gave up", []lifecycle.Event{ev(lifecycle.EventExited, boom), ev(lifecycle.EventGaveUp, nil)}, StateFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -294,7 +294,7 @@ func TestSharedSocketSurvivesStop(t *testing.T) {
 		}
 		g := lifecycle.New(lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "round %d", round) })
-		_ = g.Add("http", httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: waitBound}, httpcomponent.WithListener(ln)))
+		g.Add("http", httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: waitBound}, httpcomponent.WithListener(ln)))
 		ctx, cancel := context.WithCancel(context.Background())
 		res := run(g, ctx)
 		<-g.Ready()

@@ -49,7 +49,7 @@ func ExampleNotifier() {
 		lifecycle.WithSignals(),
 		lifecycle.WithLogger(nil),
 	)
-	_ = g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
+	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}))
@@ -103,7 +103,7 @@ func ExampleListeners_Inherited() {
 	const budget = 10 * time.Second
 	g := lifecycle.New(systemd.Notify(systemd.WithShutdownTimeout(budget)), lifecycle.WithShutdownTimeout(budget))
 	srv := &http.Server{Addr: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second}
-	_ = g.Add("http", httpcomponent.New(srv, httpcomponent.WithListener(ln), httpcomponent.WithHealth(g)))
+	g.Add("http", httpcomponent.New(srv, httpcomponent.WithListener(ln), httpcomponent.WithHealth(g)))
 	os.Exit(lifecycle.ExitCode(g.Run(context.Background())))
 }
 

@@ -60,7 +60,7 @@ func childMain() int {
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = io.WriteString(w, name+" untaken-cloexec="+untakenCloexec(ls))
 		})
-		_ = g.Add(name, httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, httpcomponent.WithListener(ln)))
+		g.Add(name, httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, httpcomponent.WithListener(ln)))
 	}
 	err = g.Run(context.Background())
 	if err != nil {

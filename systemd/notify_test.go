@@ -72,7 +72,7 @@ func TestNotifyRun(t *testing.T) {
 			}
 			g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil),
 				lifecycle.WithShutdownTimeout(10*time.Second), lifecycle.WithDrainDelay(tc.drain))
-			_ = g.Add("svc", newService())
+			g.Add("svc", newService())
 			ctx, cancel := context.WithCancel(context.Background())
 			res := run(g, ctx)
 			msgs := sd.until(t, with("READY=1"))
@@ -122,7 +122,7 @@ func TestNotifyForced(t *testing.T) {
 		lifecycle.WithShutdownTimeout(30*time.Second), lifecycle.WithDrainDelay(0))
 	svc := newService()
 	svc.untilDone = true // Stop waits for the second signal
-	_ = g.Add("svc", svc)
+	g.Add("svc", svc)
 	res := run(g, context.Background())
 	msgs := sd.until(t, with("READY=1"))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
@@ -171,7 +171,7 @@ func TestExtendTimeoutCoversBudget(t *testing.T) {
 			}
 			n.Observe(ev)
 		}))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	sd.until(t, with("READY=1"))
@@ -222,7 +222,7 @@ func TestWatchdogInterval(t *testing.T) {
 		t.Fatalf("WatchdogInterval() = %v, want %v", have, want)
 	}
 	g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	sd.until(t, with("READY=1"))
@@ -304,7 +304,7 @@ func TestWatchdogStopsWhenAbandoned(t *testing.T) {
 	stuck := newService()
 	stuck.hold = make(chan struct{})
 	defer close(stuck.hold)
-	_ = g.Add("stuck", stuck)
+	g.Add("stuck", stuck)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	msgs := sd.until(t, with("READY=1"))
@@ -372,7 +372,7 @@ func TestWatchdogHealthCheck(t *testing.T) {
 		}
 	}
 	g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	sd.until(t, with("READY=1"))
@@ -426,7 +426,7 @@ func TestNotifyOff(t *testing.T) {
 		t.Errorf("Send without NOTIFY_SOCKET: %v", err)
 	}
 	g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	<-g.Ready()
@@ -443,7 +443,7 @@ func TestNotifyOff(t *testing.T) {
 	bad := env("NOTIFY_SOCKET", "notify")
 	g = lifecycle.New(Notify(WithGetenv(bad), WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))),
 		lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel = context.WithCancel(context.Background())
 	res = run(g, ctx)
 	<-g.Ready()
@@ -471,7 +471,7 @@ func TestNotifySendFails(t *testing.T) {
 		t.Errorf("Send to a socket that does not exist: have %v, want ENOENT", err)
 	}
 	g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
-	_ = g.Add("svc", newService())
+	g.Add("svc", newService())
 	ctx, cancel := context.WithCancel(context.Background())
 	res := run(g, ctx)
 	<-g.Ready()

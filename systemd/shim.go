@@ -7,12 +7,10 @@ import (
 )
 
 // eventDeadline returns the shutdown deadline an event carries, or the zero
-// time when it carries none.
-//
-// TODO(merge): the engine v2 adds lifecycle.Event.Deadline (set on
-// EventShutdown and later events); replace the body with "return ev.Deadline".
-// Until then the Notifier uses the budget given by WithShutdownTimeout.
+// time when it carries none: EventShutdown carries it.
 func eventDeadline(ev lifecycle.Event) time.Time {
-	_ = ev
-	return time.Time{}
+	if ev.Kind != lifecycle.EventShutdown {
+		return time.Time{}
+	}
+	return ev.Deadline
 }
