@@ -8,26 +8,22 @@ import (
 	"syscall"
 )
 
-// drain stops a TCP listener from listening without resetting the
-// connections the kernel has already queued for it.
+// drainSocket stops a TCP listener from listening without resetting the
+// connections the kernel has already queued for it, and reports whether it
+// could.
 //
 // Closing a listening socket resets every connection still in its accept
 // queue: a client that connected a moment before, and may have sent its
-// request already, gets a reset instead of a response. drain instead, in one
-// step on the socket, accepts every connection queued and shuts the socket
-// down (a connection attempted from then on is refused), and keeps the
+// request already, gets a reset instead of a response. drainSocket instead,
+// in one step on the socket, accepts every connection queued and shuts the
+// socket down (a connection attempted from then on is refused), and keeps the
 // connections for Accept to hand to the server, which serves them. Only a
 // handshake that completes in the microseconds between the two system calls
-// can still be reset. drain does nothing on a listener that is not a
-// *net.TCPListener.
-func (l *listener) drain() {
-	tl, ok := l.Listener.(*net.TCPListener)
-	if !ok {
-		return
-	}
+// can still be reset.
+func (l *listener) drainSocket(tl *net.TCPListener) bool {
 	rc, err := tl.SyscallConn()
 	if err != nil {
-		return
+		return false
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -49,7 +45,7 @@ func (l *listener) drain() {
 		// If the shutdown fails, Close still closes the socket.
 		_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
 	})
-	var conns []*conn
+	var conns []net.Conn
 	for _, fd := range fds {
 		f := os.NewFile(uintptr(fd), "")
 		nc, err := net.FileConn(f)
@@ -61,4 +57,5 @@ func (l *listener) drain() {
 	l.mu.Lock()
 	l.pending = append(l.pending, conns...)
 	l.mu.Unlock()
+	return true
 }

@@ -2,6 +2,8 @@
 
 package httpcomponent
 
-// drain does nothing here: closing the listener resets the connections still
-// in its accept queue.
-func (l *listener) drain() {}
+import "net"
+
+// drainSocket cannot drain a socket here: the listener is drained through
+// its Accept instead (see drainThrough).
+func (l *listener) drainSocket(*net.TCPListener) bool { return false }

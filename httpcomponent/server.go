@@ -57,12 +57,15 @@ var (
 	_ lifecycle.Drainer   = (*Server)(nil)
 )
 
-// newConnGrace is how long, after it was accepted, a connection on which no
-// request has arrived yet is waited for when Stop begins: a client that has
-// just connected is about to send its request, and http.Server would drop a
-// request it finishes reading after Shutdown began. After the grace such a
-// connection counts as idle. It is a variable so that tests can read it.
-var newConnGrace = 500 * time.Millisecond
+// grace is how long, when Stop begins, a connection is still expected to
+// carry a request after it was accepted or after its last response ended:
+// a client that has just connected is about to send its request, and a
+// keep-alive client that has just had a response is about to send its next
+// one. Such a request is served (with "Connection: close"); http.Server would
+// drop it. After the grace, a connection on which no byte of a request has
+// arrived counts as idle and is closed. It is a variable so that tests can
+// read it.
+var grace = 500 * time.Millisecond
 
 // failWait bounds how long Start, when Serve fails on its own, waits for the
 // connections it has just closed to end before it returns the error.
@@ -81,6 +84,9 @@ type Server struct {
 	stopped chan struct{} // closed when the first Stop has returned
 
 	draining atomic.Bool
+	forced   atomic.Bool // force has begun: the listener's close is no error
+	stopping chan struct{} // closed when Stop begins, or Start's context ends
+	stopOnce sync.Once
 
 	mu          sync.Mutex
 	startCalled bool
@@ -154,10 +160,11 @@ func WithHijackNotify(fn func(c net.Conn)) Option {
 // or ":https" with TLS, when empty) unless [WithListener] gives a listener.
 func New(srv *http.Server, opts ...Option) *Server {
 	s := &Server{
-		srv:     srv,
-		ready:   make(chan struct{}),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		srv:      srv,
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(&s.cfg)
@@ -259,7 +266,7 @@ func (s *Server) Start(ctx context.Context) error {
 		err = s.srv.Serve(ln)
 	}
 	s.mu.Lock()
-	stopping := s.stopCalled
+	stopping := s.stopCalled || s.forced.Load()
 	s.mu.Unlock()
 	never := make(chan struct{})
 	if !errors.Is(err, http.ErrServerClosed) && !(stopping && errors.Is(err, net.ErrClosed)) {
@@ -335,13 +342,14 @@ func (s *Server) install(base context.Context) {
 		next = healthHandler(g, next)
 	}
 	srv.Handler = &handler{s: s, next: next}
+	base = context.WithValue(base, stoppingKey{}, (<-chan struct{})(s.stopping))
 	srv.BaseContext = func(net.Listener) context.Context { return base }
 	userConnContext := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, nc net.Conn) context.Context {
 		if userConnContext != nil {
 			ctx = userConnContext(ctx, nc)
 		}
-		if c := lookup(nc); c != nil {
+		if c := s.t.lookup(nc); c != nil {
 			ctx = context.WithValue(ctx, connKey{}, c)
 		}
 		return ctx
@@ -420,10 +428,10 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	began := time.Now()
 	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	s.t.stopping.Store(true)
-	s.ln.drain()
+	s.ln.drain(ctx, grace)
 	_ = s.ln.Close()
 	// Once no Accept runs, every connection accepted is tracked.
 	select {
@@ -435,37 +443,116 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.t.tellHijacked()
 
-	// Let the requests that clients have begun to send reach a handler
-	// before Shutdown, which would drop them.
-	s.t.wait(ctx.Done(), began.Add(newConnGrace), s.t.settled(newConnGrace))
-
-	sctx, cancel := context.WithCancel(ctx)
-	shut := make(chan struct{})
-	go func() {
-		defer close(shut)
-		_ = s.srv.Shutdown(sctx)
-	}()
-	s.t.closeUnused()
+	// http.Server drops a request it finishes reading after Shutdown began,
+	// and closes a keep-alive connection after its response: Shutdown waits
+	// until no HTTP/1 connection can carry a request any more.
 	var err error
-	if !s.t.wait(ctx.Done(), time.Time{}, s.t.empty) {
-		n := s.t.len()
-		s.force(context.Cause(ctx))
-		err = fmt.Errorf("httpcomponent: stop: %d connection(s) still open, closed: %w", n, context.Cause(ctx))
+	if s.settle(ctx.Done()) {
+		s.t.markShutdown()
+		sctx, cancel := context.WithCancel(ctx)
+		shut := make(chan struct{})
+		go func() {
+			defer close(shut)
+			_ = s.srv.Shutdown(sctx)
+		}()
+		defer func() {
+			cancel()
+			<-shut
+		}()
+		var closing sync.WaitGroup
+		defer closing.Wait()
+		if s.finish(ctx.Done(), &closing) {
+			return nil
+		}
 	}
-	cancel()
-	<-shut
+	n := s.t.len()
+	s.force(context.Cause(ctx))
+	err = fmt.Errorf("httpcomponent: stop: %d connection(s) still open, closed: %w", n, context.Cause(ctx))
 	return err
+}
+
+// settle waits until no HTTP/1 connection can still carry a request, and
+// closes the connections that are quiet (see tracker.sweep). It reports
+// false if done was closed first.
+func (s *Server) settle(done <-chan struct{}) bool {
+	t := s.t
+	t.watched.Store(true)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	g := int64(grace)
+	for {
+		now := t.now()
+		t.mu.Lock()
+		st := t.sweep(now, g)
+		wake := t.wake
+		t.mu.Unlock()
+		for _, c := range st.quiet {
+			c.close()
+		}
+		if !st.busy {
+			return true
+		}
+		var tick <-chan time.Time
+		if st.next != 0 {
+			timer.Reset(time.Duration(st.next - now))
+			tick = timer.C
+		}
+		select {
+		case <-wake:
+		case <-tick:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// finish waits, once Shutdown has begun, until every connection has ended,
+// and half-closes each HTTP/2 connection as soon as its GOAWAY is out and its
+// last stream done (see conn.halfClose). It reports false if done was closed
+// first. The half-closes of TLS connections run in goroutines counted by wg.
+func (s *Server) finish(done <-chan struct{}, wg *sync.WaitGroup) bool {
+	t := s.t
+	t.watched.Store(true)
+	for {
+		t.mu.Lock()
+		empty := len(t.conns) == 0
+		cs := t.h2Closable()
+		wake := t.wake
+		t.mu.Unlock()
+		if empty {
+			return true
+		}
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.halfClose()
+			}()
+		}
+		select {
+		case <-wake:
+		case <-done:
+			return false
+		}
+	}
 }
 
 // force ends everything at once: request contexts are cancelled with cause,
 // then the listener and every connection are closed.
 func (s *Server) force(cause error) {
+	s.forced.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	s.mu.Lock()
-	cancel := s.cancelBase
+	cancel, ln := s.cancelBase, s.ln
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel(cause)
 	}
+	if ln != nil {
+		_ = ln.Close()
+	}
+	// Below TLS first, so that no close waits on a client that does not read.
+	s.t.closeAll()
 	_ = s.srv.Close()
 	s.t.closeAll()
 }
