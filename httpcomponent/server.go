@@ -84,7 +84,7 @@ type Server struct {
 	stopped chan struct{} // closed when the first Stop has returned
 
 	draining atomic.Bool
-	forced   atomic.Bool // force has begun: the listener's close is no error
+	forced   atomic.Bool   // force has begun: the listener's close is no error
 	stopping chan struct{} // closed when Stop begins, or Start's context ends
 	stopOnce sync.Once
 

@@ -68,7 +68,7 @@ type conn struct {
 	// when the last frame of a stream is buffered, and the next write
 	// flushes it.
 	idleWrites atomic.Int64
-	handlers atomic.Int32 // handlers running for requests on it
+	handlers   atomic.Int32 // handlers running for requests on it
 
 	h2         atomic.Bool // it speaks HTTP/2
 	protoKnown atomic.Bool // h2 is decided
