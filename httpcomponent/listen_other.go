@@ -2,8 +2,15 @@
 
 package httpcomponent
 
-import "net"
+import (
+	"context"
+	"net"
+)
 
-// drainSocket cannot drain a socket here: the listener is drained through
-// its Accept instead (see drainThrough).
-func (l *listener) drainSocket(*net.TCPListener) bool { return false }
+// drainSocket does nothing here: closing the listener resets the
+// connections still in its accept queue.
+func (l *listener) drainSocket(*net.TCPListener) {}
+
+// drainQueue does nothing here: closing the listener resets the connections
+// still in its accept queue.
+func (l *listener) drainQueue(context.Context, *net.TCPListener) {}

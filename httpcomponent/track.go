@@ -466,8 +466,16 @@ func (w *wconn) Read(p []byte) (int, error) {
 
 func (w *wconn) Write(p []byte) (int, error) {
 	n, err := w.Conn.Write(p)
-	w.c.writes.Add(1)
+	w.wrote()
 	return n, err
+}
+
+// wrote counts a write, and wakes Stop when it waits for the GOAWAY.
+func (w *wconn) wrote() {
+	w.c.writes.Add(1)
+	if w.c.shutWrites.Load() != 0 {
+		w.c.t.changed()
+	}
 }
 
 // Close closes the connection and lets the tracker forget it.
@@ -495,7 +503,7 @@ func (w *wconn) CloseWrite() error {
 
 // ReadFrom keeps sendfile and splice for responses served from files.
 func (w *wconn) ReadFrom(r io.Reader) (int64, error) {
-	defer w.c.writes.Add(1)
+	defer w.wrote()
 	if rf, ok := w.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
