@@ -79,6 +79,11 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
+func (w *responseWriter) WriteString(s string) (int, error) {
+	w.header()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
 func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
 	w.header()
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {

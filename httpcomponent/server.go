@@ -20,15 +20,39 @@
 // them through the hook set with [WithHijackNotify], waits for them within its
 // budget, and closes them when it runs out.
 //
-// No request that a client has sent is lost by a stop that ends within its
-// budget: requests that reach a connection the server accepted are answered.
-// What the server cannot prevent is a client sending a request on a keep-alive
-// connection at the very moment Stop closes it as idle (HTTP/1.1 has no way to
-// say "no more" on an idle connection). The drain, with readiness at 503 and
-// "Connection: close" on every response, makes that rare: a connection still
-// idle when Stop begins is one that carried no request for the whole drain
-// delay. Outside Linux, connections that the kernel has queued but the server
-// not yet accepted are reset when the listener closes.
+// No request that a client has begun to send is lost by a stop that ends
+// within its budget. When Stop begins, a connection on which bytes of a
+// request have arrived (headers still coming, the next request of a
+// keep-alive connection) is waited for, and its request served with
+// "Connection: close"; so is a connection accepted, or done with a response,
+// less than half a second before (its client is about to send). Only then
+// does http.Server.Shutdown run, which would drop such requests. A connection
+// that has been quiet since then is closed: what HTTP/1.1 cannot prevent is a
+// client that sends on it at that very instant after half a second of
+// silence. A request that never finishes arriving (slowloris) holds the stop
+// until its budget, as a handler that never returns does; set
+// http.Server.ReadHeaderTimeout to bound it sooner.
+//
+// A handler that streams (Server-Sent Events, long polling) learns that the
+// server stops from [Stopping], before the budget runs out.
+//
+// On Linux the connections the kernel has queued but the server not yet
+// accepted are served rather than reset, when the listener is a
+// *net.TCPListener or wraps one and says so with an Unwrap() net.Listener
+// method. Behind another wrapper (netutil.LimitListener, tls.NewListener, a
+// PROXY protocol listener, which have no such method), and outside Linux,
+// closing the listener resets them, as it does for http.Server.
+//
+// A listener given with [WithListener] may return *tls.Conn connections
+// (tls.NewListener, autocert's Manager.Listener): they are served as they
+// are, so HTTP/2 and Request.TLS work. The server then knows them only from
+// net/http's ConnState hook: it cannot see bytes of a request arriving on
+// them (it gives them the half-second grace, no more), its HTTP/2
+// connections end a second after their last stream as net/http has them,
+// and a hijacked one is waited for only while the handler that hijacked it
+// runs. [WithTLS] with a plain listener (and the certificates in the
+// server's TLSConfig, autocert's Manager.TLSConfig() for one) has none of
+// these limits.
 //
 // The readiness and liveness probes of a [lifecycle.Group] can be served on
 // the same server with [WithHealth], or mounted anywhere by hand:
@@ -118,7 +142,10 @@ type config struct {
 
 // WithListener makes Start serve on ln instead of listening on the server's
 // Addr. The Server owns ln from then on and closes it when it stops (or when
-// Stop is called before Start).
+// Stop is called before Start). ln may wrap another listener; if it has a
+// method Unwrap() net.Listener that leads to a *net.TCPListener, Stop drains
+// the accept queue through it (see the package documentation), and a
+// *tls.Conn it returns is served as it is.
 func WithListener(ln net.Listener) Option {
 	return func(c *config) { c.ln = ln }
 }
@@ -156,8 +183,15 @@ func WithHijackNotify(fn func(c net.Conn)) Option {
 // New returns a Server that runs srv. srv must not be used otherwise, nor
 // changed after Start: Start installs its own Handler, ConnState, ConnContext
 // and BaseContext on srv, which call those srv had (a nil Handler means
-// http.DefaultServeMux, as for http.Server). Start listens on srv.Addr (":http",
-// or ":https" with TLS, when empty) unless [WithListener] gives a listener.
+// http.DefaultServeMux, as for http.Server). Start listens on srv.Addr
+// (":http", or ":https" with TLS, when empty) unless [WithListener] gives a
+// listener.
+//
+// Handlers that begin before the drain get a ResponseWriter that wraps
+// net/http's, so that a response begun once the drain has begun says
+// "Connection: close". It has net/http's Flusher, Hijacker, Pusher,
+// io.ReaderFrom and io.StringWriter, and http.ResponseController reaches the
+// rest through its Unwrap method; the deprecated CloseNotifier is not kept.
 func New(srv *http.Server, opts ...Option) *Server {
 	s := &Server{
 		srv:      srv,
@@ -366,25 +400,25 @@ func (s *Server) install(base context.Context) {
 // Stop stops the server gracefully within ctx and blocks until it has
 // stopped or ctx is done:
 //
-//  1. responses carry "Connection: close" (as after Drain), the listener is
-//     closed (new connections are refused), and hijacked connections are told
-//     through the hook of [WithHijackNotify]; on Linux, the connections that
-//     the kernel had already queued on a TCP listener are accepted and
-//     served rather than reset by the close;
-//  2. a connection accepted moments ago is given a grace (half a second from
-//     its accept) to send its request, which is then served: http.Server
-//     drops a request it finishes reading after Shutdown began;
-//  3. http.Server.Shutdown closes idle connections and sends GOAWAY on
-//     HTTP/2 ones, and in-flight requests finish; request contexts are not
-//     cancelled;
-//  4. Stop returns nil as soon as the last connection has ended, without
-//     waiting for Shutdown's next poll: within a millisecond of the last
-//     HTTP/1 response. An HTTP/2 connection ends when its client closes it
-//     after the GOAWAY, or else one second after its last stream (net/http
-//     waits that long so that the client reads the GOAWAY before the close).
-//     A hijacked connection ends when it is closed, by its handler or by the
-//     hook of [WithHijackNotify]; a connection that never sent a byte is
-//     closed after the grace.
+//  1. responses carry "Connection: close" (as after Drain), the channel of
+//     [Stopping] is closed, the listener is closed (new connections are
+//     refused), and hijacked connections are told through the hook of
+//     [WithHijackNotify]; on Linux, the connections that the kernel had
+//     already queued are accepted and served rather than reset by the close
+//     (see the package documentation for which listeners);
+//  2. HTTP/1 connections that may still carry a request are waited for: one
+//     whose handler runs, one on which bytes of a request have arrived, one
+//     accepted or done with a response less than half a second ago; their
+//     requests are served with "Connection: close". The others, quiet, are
+//     closed;
+//  3. http.Server.Shutdown then sends GOAWAY on HTTP/2 connections, whose
+//     streams finish; request contexts are not cancelled. An HTTP/2
+//     connection whose streams are done is half-closed once its GOAWAY is
+//     out, so that its client closes it at once, instead of one second later
+//     as net/http would;
+//  4. Stop returns nil as soon as the last connection has ended: within a
+//     millisecond of the last response. A hijacked connection ends when it
+//     is closed, by its handler or by the hook of [WithHijackNotify].
 //
 // When ctx is done first, Stop cancels the contexts of the requests still
 // running (with ctx's cause), closes every connection left, hijacked ones
