@@ -1,11 +1,13 @@
 package httpcomponent_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/graceful-go/graceful/httpcomponent"
@@ -107,6 +109,62 @@ func ExampleWithHijackNotify() {
 	fmt.Println("Start:", <-started)
 	// Output:
 	// HTTP/1.1 101
+	// Stop: <nil>
+	// Start: <nil>
+}
+
+// A Server-Sent Events handler that learns from Stopping that the server
+// stops, tells its client with a last event, and returns, so that the stop
+// does not wait for the budget to run out.
+func ExampleStopping() {
+	web := httpcomponent.New(&http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: hello\n\n")
+		_ = rc.Flush()
+		select {
+		case <-httpcomponent.Stopping(r.Context()):
+			fmt.Fprint(w, "event: bye\ndata: server stopping\n\n")
+			_ = rc.Flush()
+		case <-r.Context().Done():
+		}
+	})})
+	started := make(chan error, 1)
+	go func() { started <- web.Start(context.Background()) }()
+	<-web.Ready()
+
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://" + web.Addr().String())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, _ := br.ReadString('\n')
+	fmt.Print(line)
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped <- web.Stop(ctx)
+	}()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, "data: ") {
+			fmt.Print(line)
+		}
+	}
+	fmt.Println("Stop:", <-stopped)
+	fmt.Println("Start:", <-started)
+	// Output:
+	// data: hello
+	// data: server stopping
 	// Stop: <nil>
 	// Start: <nil>
 }

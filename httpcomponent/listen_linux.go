@@ -3,28 +3,26 @@
 package httpcomponent
 
 import (
+	"context"
+	"encoding/binary"
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
-// drain stops a TCP listener from listening without resetting the
+// drainSocket stops a TCP listener from listening without resetting the
 // connections the kernel has already queued for it.
 //
 // Closing a listening socket resets every connection still in its accept
 // queue: a client that connected a moment before, and may have sent its
-// request already, gets a reset instead of a response. drain instead, in one
-// step on the socket, accepts every connection queued and shuts the socket
-// down (a connection attempted from then on is refused), and keeps the
+// request already, gets a reset instead of a response. drainSocket instead,
+// in one step on the socket, accepts every connection queued and shuts the
+// socket down (a connection attempted from then on is refused), and keeps the
 // connections for Accept to hand to the server, which serves them. Only a
 // handshake that completes in the microseconds between the two system calls
-// can still be reset. drain does nothing on a listener that is not a
-// *net.TCPListener.
-func (l *listener) drain() {
-	tl, ok := l.Listener.(*net.TCPListener)
-	if !ok {
-		return
-	}
+// can still be reset.
+func (l *listener) drainSocket(tl *net.TCPListener) {
 	rc, err := tl.SyscallConn()
 	if err != nil {
 		return
@@ -49,7 +47,7 @@ func (l *listener) drain() {
 		// If the shutdown fails, Close still closes the socket.
 		_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
 	})
-	var conns []*conn
+	var conns []net.Conn
 	for _, fd := range fds {
 		f := os.NewFile(uintptr(fd), "")
 		nc, err := net.FileConn(f)
@@ -61,4 +59,64 @@ func (l *listener) drain() {
 	l.mu.Lock()
 	l.pending = append(l.pending, conns...)
 	l.mu.Unlock()
+}
+
+// drainQueue stops a TCP listener that the server reaches only through a
+// wrapper (TLS, a connection limit, the PROXY protocol), without resetting
+// the connections queued on it. Those must go through the wrapper's Accept,
+// so drainSocket cannot take them: drainQueue lets the server's Accept loop
+// go on, and shuts the socket down in the same step on the socket in which it
+// finds the kernel's accept queue empty. Only a handshake that completes in
+// the microseconds between the two system calls can still be reset. When ctx
+// ends first (a wrapper that holds Accept back), it returns and the caller
+// closes the listener, which resets what is left.
+func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener) {
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	l.took = make(chan struct{})
+	l.mu.Unlock()
+	for {
+		l.mu.Lock()
+		took := l.took
+		l.mu.Unlock()
+		var done bool
+		cerr := rc.Control(func(fd uintptr) {
+			n, ok := queued(int(fd))
+			if !ok || n == 0 {
+				l.mu.Lock()
+				l.shut = true // the Accept that fails now fails because of it
+				l.mu.Unlock()
+				_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+				done = true
+			}
+		})
+		if cerr != nil || done {
+			return
+		}
+		select {
+		case <-took:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// queued returns the length of the accept queue of the listening TCP socket
+// fd, which Linux reports in tcp_info's tcpi_unacked, and whether it could.
+func queued(fd int) (n uint32, ok bool) {
+	const (
+		tcpListen     = 10 // TCP_LISTEN, tcp_info's tcpi_state of a listening socket
+		offsetUnacked = 24 // of tcpi_unacked in struct tcp_info
+	)
+	var info [104]byte
+	size := uint32(len(info))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 || size < offsetUnacked+4 || info[0] != tcpListen {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(info[offsetUnacked:]), true
 }

@@ -2,6 +2,15 @@
 
 package httpcomponent
 
-// drain does nothing here: closing the listener resets the connections still
-// in its accept queue.
-func (l *listener) drain() {}
+import (
+	"context"
+	"net"
+)
+
+// drainSocket does nothing here: closing the listener resets the
+// connections still in its accept queue.
+func (l *listener) drainSocket(*net.TCPListener) {}
+
+// drainQueue does nothing here: closing the listener resets the connections
+// still in its accept queue.
+func (l *listener) drainQueue(context.Context, *net.TCPListener) {}

@@ -20,15 +20,39 @@
 // them through the hook set with [WithHijackNotify], waits for them within its
 // budget, and closes them when it runs out.
 //
-// No request that a client has sent is lost by a stop that ends within its
-// budget: requests that reach a connection the server accepted are answered.
-// What the server cannot prevent is a client sending a request on a keep-alive
-// connection at the very moment Stop closes it as idle (HTTP/1.1 has no way to
-// say "no more" on an idle connection). The drain, with readiness at 503 and
-// "Connection: close" on every response, makes that rare: a connection still
-// idle when Stop begins is one that carried no request for the whole drain
-// delay. Outside Linux, connections that the kernel has queued but the server
-// not yet accepted are reset when the listener closes.
+// No request that a client has begun to send is lost by a stop that ends
+// within its budget. When Stop begins, a connection on which bytes of a
+// request have arrived (headers still coming, the next request of a
+// keep-alive connection) is waited for, and its request served with
+// "Connection: close"; so is a connection accepted, or done with a response,
+// less than half a second before (its client is about to send). Only then
+// does http.Server.Shutdown run, which would drop such requests. A connection
+// that has been quiet since then is closed: what HTTP/1.1 cannot prevent is a
+// client that sends on it at that very instant after half a second of
+// silence. A request that never finishes arriving (slowloris) holds the stop
+// until its budget, as a handler that never returns does; set
+// http.Server.ReadHeaderTimeout to bound it sooner.
+//
+// A handler that streams (Server-Sent Events, long polling) learns that the
+// server stops from [Stopping], before the budget runs out.
+//
+// On Linux the connections the kernel has queued but the server not yet
+// accepted are served rather than reset, when the listener is a
+// *net.TCPListener or wraps one and says so with an Unwrap() net.Listener
+// method. Behind another wrapper (netutil.LimitListener, tls.NewListener, a
+// PROXY protocol listener, which have no such method), and outside Linux,
+// closing the listener resets them, as it does for http.Server.
+//
+// A listener given with [WithListener] may return *tls.Conn connections
+// (tls.NewListener, autocert's Manager.Listener): they are served as they
+// are, so HTTP/2 and Request.TLS work. The server then knows them only from
+// net/http's ConnState hook: it cannot see bytes of a request arriving on
+// them (it gives them the half-second grace, no more), its HTTP/2
+// connections end a second after their last stream as net/http has them,
+// and a hijacked one is waited for only while the handler that hijacked it
+// runs. [WithTLS] with a plain listener (and the certificates in the
+// server's TLSConfig, autocert's Manager.TLSConfig() for one) has none of
+// these limits.
 //
 // The readiness and liveness probes of a [lifecycle.Group] can be served on
 // the same server with [WithHealth], or mounted anywhere by hand:
@@ -57,12 +81,15 @@ var (
 	_ lifecycle.Drainer   = (*Server)(nil)
 )
 
-// newConnGrace is how long, after it was accepted, a connection on which no
-// request has arrived yet is waited for when Stop begins: a client that has
-// just connected is about to send its request, and http.Server would drop a
-// request it finishes reading after Shutdown began. After the grace such a
-// connection counts as idle. It is a variable so that tests can read it.
-var newConnGrace = 500 * time.Millisecond
+// grace is how long, when Stop begins, a connection is still expected to
+// carry a request after it was accepted or after its last response ended:
+// a client that has just connected is about to send its request, and a
+// keep-alive client that has just had a response is about to send its next
+// one. Such a request is served (with "Connection: close"); http.Server would
+// drop it. After the grace, a connection on which no byte of a request has
+// arrived counts as idle and is closed. It is a variable so that tests can
+// read it.
+var grace = 500 * time.Millisecond
 
 // failWait bounds how long Start, when Serve fails on its own, waits for the
 // connections it has just closed to end before it returns the error.
@@ -81,6 +108,9 @@ type Server struct {
 	stopped chan struct{} // closed when the first Stop has returned
 
 	draining atomic.Bool
+	forced   atomic.Bool   // force has begun: the listener's close is no error
+	stopping chan struct{} // closed when Stop begins, or Start's context ends
+	stopOnce sync.Once
 
 	mu          sync.Mutex
 	startCalled bool
@@ -112,7 +142,10 @@ type config struct {
 
 // WithListener makes Start serve on ln instead of listening on the server's
 // Addr. The Server owns ln from then on and closes it when it stops (or when
-// Stop is called before Start).
+// Stop is called before Start). ln may wrap another listener; if it has a
+// method Unwrap() net.Listener that leads to a *net.TCPListener, Stop drains
+// the accept queue through it (see the package documentation), and a
+// *tls.Conn it returns is served as it is.
 func WithListener(ln net.Listener) Option {
 	return func(c *config) { c.ln = ln }
 }
@@ -150,14 +183,22 @@ func WithHijackNotify(fn func(c net.Conn)) Option {
 // New returns a Server that runs srv. srv must not be used otherwise, nor
 // changed after Start: Start installs its own Handler, ConnState, ConnContext
 // and BaseContext on srv, which call those srv had (a nil Handler means
-// http.DefaultServeMux, as for http.Server). Start listens on srv.Addr (":http",
-// or ":https" with TLS, when empty) unless [WithListener] gives a listener.
+// http.DefaultServeMux, as for http.Server). Start listens on srv.Addr
+// (":http", or ":https" with TLS, when empty) unless [WithListener] gives a
+// listener.
+//
+// Handlers that begin before the drain get a ResponseWriter that wraps
+// net/http's, so that a response begun once the drain has begun says
+// "Connection: close". It has net/http's Flusher, Hijacker, Pusher,
+// io.ReaderFrom and io.StringWriter, and http.ResponseController reaches the
+// rest through its Unwrap method; the deprecated CloseNotifier is not kept.
 func New(srv *http.Server, opts ...Option) *Server {
 	s := &Server{
-		srv:     srv,
-		ready:   make(chan struct{}),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		srv:      srv,
+		ready:    make(chan struct{}),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(&s.cfg)
@@ -259,7 +300,7 @@ func (s *Server) Start(ctx context.Context) error {
 		err = s.srv.Serve(ln)
 	}
 	s.mu.Lock()
-	stopping := s.stopCalled
+	stopping := s.stopCalled || s.forced.Load()
 	s.mu.Unlock()
 	never := make(chan struct{})
 	if !errors.Is(err, http.ErrServerClosed) && !(stopping && errors.Is(err, net.ErrClosed)) {
@@ -335,13 +376,14 @@ func (s *Server) install(base context.Context) {
 		next = healthHandler(g, next)
 	}
 	srv.Handler = &handler{s: s, next: next}
+	base = context.WithValue(base, stoppingKey{}, (<-chan struct{})(s.stopping))
 	srv.BaseContext = func(net.Listener) context.Context { return base }
 	userConnContext := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, nc net.Conn) context.Context {
 		if userConnContext != nil {
 			ctx = userConnContext(ctx, nc)
 		}
-		if c := lookup(nc); c != nil {
+		if c := s.t.lookup(nc); c != nil {
 			ctx = context.WithValue(ctx, connKey{}, c)
 		}
 		return ctx
@@ -358,25 +400,25 @@ func (s *Server) install(base context.Context) {
 // Stop stops the server gracefully within ctx and blocks until it has
 // stopped or ctx is done:
 //
-//  1. responses carry "Connection: close" (as after Drain), the listener is
-//     closed (new connections are refused), and hijacked connections are told
-//     through the hook of [WithHijackNotify]; on Linux, the connections that
-//     the kernel had already queued on a TCP listener are accepted and
-//     served rather than reset by the close;
-//  2. a connection accepted moments ago is given a grace (half a second from
-//     its accept) to send its request, which is then served: http.Server
-//     drops a request it finishes reading after Shutdown began;
-//  3. http.Server.Shutdown closes idle connections and sends GOAWAY on
-//     HTTP/2 ones, and in-flight requests finish; request contexts are not
-//     cancelled;
-//  4. Stop returns nil as soon as the last connection has ended, without
-//     waiting for Shutdown's next poll: within a millisecond of the last
-//     HTTP/1 response. An HTTP/2 connection ends when its client closes it
-//     after the GOAWAY, or else one second after its last stream (net/http
-//     waits that long so that the client reads the GOAWAY before the close).
-//     A hijacked connection ends when it is closed, by its handler or by the
-//     hook of [WithHijackNotify]; a connection that never sent a byte is
-//     closed after the grace.
+//  1. responses carry "Connection: close" (as after Drain), the channel of
+//     [Stopping] is closed, the listener is closed (new connections are
+//     refused), and hijacked connections are told through the hook of
+//     [WithHijackNotify]; on Linux, the connections that the kernel had
+//     already queued are accepted and served rather than reset by the close
+//     (see the package documentation for which listeners);
+//  2. HTTP/1 connections that may still carry a request are waited for: one
+//     whose handler runs, one on which bytes of a request have arrived, one
+//     accepted or done with a response less than half a second ago; their
+//     requests are served with "Connection: close". The others, quiet, are
+//     closed;
+//  3. http.Server.Shutdown then sends GOAWAY on HTTP/2 connections, whose
+//     streams finish; request contexts are not cancelled. An HTTP/2
+//     connection whose streams are done is half-closed once its GOAWAY is
+//     out, so that its client closes it at once, instead of one second later
+//     as net/http would;
+//  4. Stop returns nil as soon as the last connection has ended: within a
+//     millisecond of the last response. A hijacked connection ends when it
+//     is closed, by its handler or by the hook of [WithHijackNotify].
 //
 // When ctx is done first, Stop cancels the contexts of the requests still
 // running (with ctx's cause), closes every connection left, hijacked ones
@@ -420,10 +462,10 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	began := time.Now()
 	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	s.t.stopping.Store(true)
-	s.ln.drain()
+	s.ln.drain(ctx, grace)
 	_ = s.ln.Close()
 	// Once no Accept runs, every connection accepted is tracked.
 	select {
@@ -435,37 +477,116 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.t.tellHijacked()
 
-	// Let the requests that clients have begun to send reach a handler
-	// before Shutdown, which would drop them.
-	s.t.wait(ctx.Done(), began.Add(newConnGrace), s.t.settled(newConnGrace))
-
-	sctx, cancel := context.WithCancel(ctx)
-	shut := make(chan struct{})
-	go func() {
-		defer close(shut)
-		_ = s.srv.Shutdown(sctx)
-	}()
-	s.t.closeUnused()
+	// http.Server drops a request it finishes reading after Shutdown began,
+	// and closes a keep-alive connection after its response: Shutdown waits
+	// until no HTTP/1 connection can carry a request any more.
 	var err error
-	if !s.t.wait(ctx.Done(), time.Time{}, s.t.empty) {
-		n := s.t.len()
-		s.force(context.Cause(ctx))
-		err = fmt.Errorf("httpcomponent: stop: %d connection(s) still open, closed: %w", n, context.Cause(ctx))
+	if s.settle(ctx.Done()) {
+		s.t.markShutdown()
+		sctx, cancel := context.WithCancel(ctx)
+		shut := make(chan struct{})
+		go func() {
+			defer close(shut)
+			_ = s.srv.Shutdown(sctx)
+		}()
+		defer func() {
+			cancel()
+			<-shut
+		}()
+		var closing sync.WaitGroup
+		defer closing.Wait()
+		if s.finish(ctx.Done(), &closing) {
+			return nil
+		}
 	}
-	cancel()
-	<-shut
+	n := s.t.len()
+	s.force(context.Cause(ctx))
+	err = fmt.Errorf("httpcomponent: stop: %d connection(s) still open, closed: %w", n, context.Cause(ctx))
 	return err
+}
+
+// settle waits until no HTTP/1 connection can still carry a request, and
+// closes the connections that are quiet (see tracker.sweep). It reports
+// false if done was closed first.
+func (s *Server) settle(done <-chan struct{}) bool {
+	t := s.t
+	t.watched.Store(true)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	g := int64(grace)
+	for {
+		now := t.now()
+		t.mu.Lock()
+		st := t.sweep(now, g)
+		wake := t.wake
+		t.mu.Unlock()
+		for _, c := range st.quiet {
+			c.close()
+		}
+		if !st.busy {
+			return true
+		}
+		var tick <-chan time.Time
+		if st.next != 0 {
+			timer.Reset(time.Duration(st.next - now))
+			tick = timer.C
+		}
+		select {
+		case <-wake:
+		case <-tick:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// finish waits, once Shutdown has begun, until every connection has ended,
+// and half-closes each HTTP/2 connection as soon as its GOAWAY is out and its
+// last stream done (see conn.halfClose). It reports false if done was closed
+// first. The half-closes of TLS connections run in goroutines counted by wg.
+func (s *Server) finish(done <-chan struct{}, wg *sync.WaitGroup) bool {
+	t := s.t
+	t.watched.Store(true)
+	for {
+		t.mu.Lock()
+		empty := len(t.conns) == 0
+		cs := t.h2Closable()
+		wake := t.wake
+		t.mu.Unlock()
+		if empty {
+			return true
+		}
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.halfClose()
+			}()
+		}
+		select {
+		case <-wake:
+		case <-done:
+			return false
+		}
+	}
 }
 
 // force ends everything at once: request contexts are cancelled with cause,
 // then the listener and every connection are closed.
 func (s *Server) force(cause error) {
+	s.forced.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
 	s.mu.Lock()
-	cancel := s.cancelBase
+	cancel, ln := s.cancelBase, s.ln
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel(cause)
 	}
+	if ln != nil {
+		_ = ln.Close()
+	}
+	// Below TLS first, so that no close waits on a client that does not read.
+	s.t.closeAll()
 	_ = s.srv.Close()
 	s.t.closeAll()
 }

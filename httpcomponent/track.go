@@ -1,6 +1,8 @@
 package httpcomponent
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -13,11 +15,18 @@ import (
 // tracker knows every connection the server accepted, from Accept until it
 // is closed and the handlers that ran on it have returned. It is what lets
 // Stop return the moment the last response is out, instead of at the next
-// poll of http.Server.Shutdown, and what keeps hijacked connections in view.
+// poll of http.Server.Shutdown, what tells Stop whether a client has begun to
+// send a request, and what keeps hijacked connections in view.
 type tracker struct {
+	epoch time.Time // times below are nanoseconds since epoch, plus one
+
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	wake  chan struct{} // closed and replaced on a change, once watched
+
+	// opaque maps the *tls.Conn that a listener returned, which the tracker
+	// does not wrap, to its record.
+	opaque sync.Map
 
 	// watched is set once somebody waits for changes; until then the hot
 	// path (state changes, handlers) does not take mu.
@@ -29,38 +38,96 @@ type tracker struct {
 }
 
 func newTracker(notify func(net.Conn)) *tracker {
-	return &tracker{conns: make(map[*conn]struct{}), wake: make(chan struct{}), notify: notify}
+	return &tracker{epoch: time.Now(), conns: make(map[*conn]struct{}), wake: make(chan struct{}), notify: notify}
 }
 
-// conn is a connection accepted by the server's listener. Its Close is how
-// the tracker learns that a connection, hijacked ones included, has ended.
+// now returns the time on the tracker's monotonic clock, never zero.
+func (t *tracker) now() int64 { return int64(time.Since(t.epoch)) + 1 }
+
+// conn is what the tracker knows of one connection.
+//
+// A connection the listener returned as a plain net.Conn is wrapped (a
+// *wconn), and the wrapper sees every byte read and every write. A *tls.Conn
+// the listener returned is handed to net/http as it is, because net/http
+// needs that concrete type for HTTP/2 and Request.TLS: the tracker then
+// knows it only through the server's ConnState hook, and cannot tell whether
+// a client has begun to send a request on it.
 type conn struct {
-	net.Conn
 	t        *tracker
-	accepted time.Time
+	raw      *wconn    // the wrapper; nil for an opaque *tls.Conn
+	opaque   *tls.Conn // the *tls.Conn the listener returned, unwrapped
+	accepted int64
+
+	tc atomic.Pointer[tls.Conn] // the *tls.Conn net/http serves, if TLS
 
 	state    atomic.Int32 // the last http.ConnState reported for it
-	handlers atomic.Int32 // handlers running for requests on it
-	readAny  atomic.Bool  // bytes were read from it
-	h2       atomic.Bool  // it carried an HTTP/2 request
-	hijacked atomic.Bool
-	notified atomic.Bool
-	closed   atomic.Bool
+	idleAt   atomic.Int64 // when it last became idle (a response ended)
+	lastRead atomic.Int64 // when bytes were last read from it, or 0
+	writes   atomic.Int64 // writes to it
+	// idleWrites is writes when it last became idle: HTTP/2 reports that
+	// when the last frame of a stream is buffered, and the next write
+	// flushes it.
+	idleWrites atomic.Int64
+	handlers   atomic.Int32 // handlers running for requests on it
+
+	h2         atomic.Bool // it speaks HTTP/2
+	protoKnown atomic.Bool // h2 is decided
+	hijacked   atomic.Bool
+	notified   atomic.Bool
+	closed     atomic.Bool
+	halfClosed atomic.Bool
+	closing    atomic.Bool  // Stop closed it; net/http has yet to see it
+	shutWrites atomic.Int64 // writes when Shutdown was called, plus one; 0 before
 
 	hijackedAs net.Conn // what Hijack returned; written before hijacked is set
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
-// add starts tracking nc.
-func (t *tracker) add(nc net.Conn) *conn {
-	c := &conn{Conn: nc, t: t, accepted: time.Now()}
+// add starts tracking nc and returns what the server should serve: a wrapper
+// of nc, or nc itself when it is a *tls.Conn.
+func (t *tracker) add(nc net.Conn) net.Conn {
+	c := &conn{t: t, accepted: t.now()}
 	c.state.Store(int32(http.StateNew))
+	var served net.Conn
+	switch x := nc.(type) {
+	case *tls.Conn:
+		c.opaque = x
+		c.tc.Store(x)
+		t.opaque.Store(x, c)
+		served = x
+	case connectionStater:
+		c.raw = &wconn{Conn: nc, c: c}
+		served = &stateConn{wconn: c.raw, cs: x}
+	default:
+		c.raw = &wconn{Conn: nc, c: c}
+		served = c.raw
+	}
 	t.mu.Lock()
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	return c
+	return served
+}
+
+// lookup finds the record of nc, which is a connection the listener returned
+// or a connection wrapping one (a *tls.Conn that ServeTLS made).
+func (t *tracker) lookup(nc net.Conn) *conn {
+	for range 4 {
+		switch x := nc.(type) {
+		case *wconn:
+			return x.c
+		case *stateConn:
+			return x.c
+		case *tls.Conn:
+			if v, ok := t.opaque.Load(x); ok {
+				return v.(*conn)
+			}
+			nc = x.NetConn()
+		case interface{ NetConn() net.Conn }:
+			nc = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // release forgets c once it is closed and no handler runs for it.
@@ -72,6 +139,9 @@ func (t *tracker) release(c *conn) {
 	_, ok := t.conns[c]
 	delete(t.conns, c)
 	t.mu.Unlock()
+	if c.opaque != nil {
+		t.opaque.Delete(c.opaque)
+	}
 	if ok {
 		t.changed()
 	}
@@ -90,15 +160,45 @@ func (t *tracker) changed() {
 
 // setState records a state the server reported for nc.
 func (t *tracker) setState(nc net.Conn, st http.ConnState) {
-	c := lookup(nc)
+	c := t.lookup(nc)
 	if c == nil {
 		return
 	}
-	if st == http.StateHijacked {
+	if tc, ok := nc.(*tls.Conn); ok && c.tc.Load() == nil {
+		c.tc.Store(tc)
+	}
+	switch st {
+	case http.StateActive, http.StateIdle:
+		if !c.protoKnown.Load() {
+			// The TLS handshake is over (no hook runs before it): ALPN says
+			// whether this is HTTP/2.
+			if tc := c.tc.Load(); tc != nil {
+				if tc.ConnectionState().NegotiatedProtocol == "h2" {
+					c.h2.Store(true)
+				}
+				c.protoKnown.Store(true)
+			}
+		}
+		if st == http.StateIdle {
+			c.idleWrites.Store(c.writes.Load())
+			c.idleAt.Store(t.now())
+		}
+	case http.StateHijacked:
 		c.hijackedAs = nc
 		c.hijacked.Store(true)
+		if c.raw == nil {
+			// Its Close cannot be seen: it is tracked while the handler that
+			// hijacked it runs.
+			c.closed.Store(true)
+		}
 		if t.stopping.Load() {
 			t.tell(c)
+		}
+	case http.StateClosed:
+		if c.raw == nil {
+			c.closed.Store(true)
+			c.state.Store(int32(st))
+			t.release(c)
 		}
 	}
 	c.state.Store(int32(st))
@@ -107,7 +207,7 @@ func (t *tracker) setState(nc net.Conn, st http.ConnState) {
 
 // tell calls the hijack hook for c, once.
 func (t *tracker) tell(c *conn) {
-	if t.notify != nil && !c.closed.Load() && c.notified.CompareAndSwap(false, true) {
+	if t.notify != nil && (c.raw == nil || !c.closed.Load()) && c.notified.CompareAndSwap(false, true) {
 		t.notify(c.hijackedAs)
 	}
 }
@@ -131,30 +231,12 @@ func (t *tracker) snapshot() []*conn {
 	return cs
 }
 
-// closeUnused closes the connections on which the client never sent a byte.
-// Stop calls it only after the new-connection grace: such a connection is a
-// speculative or forgotten one, and http.Server.Shutdown would wait five
-// seconds for it.
-func (t *tracker) closeUnused() {
+// closeAll closes every connection, hijacked ones included, below TLS, so
+// that no close blocks on a client that does not read.
+func (t *tracker) closeAll() {
 	for _, c := range t.snapshot() {
-		if http.ConnState(c.state.Load()) == http.StateNew && !c.readAny.Load() &&
-			!c.hijacked.Load() && c.handlers.Load() == 0 {
-			_ = c.Close()
-		}
+		c.close()
 	}
-}
-
-// closeAll closes every connection, hijacked ones included, and returns how
-// many were still open.
-func (t *tracker) closeAll() int {
-	n := 0
-	for _, c := range t.snapshot() {
-		if !c.closed.Load() {
-			n++
-		}
-		_ = c.Close()
-	}
-	return n
 }
 
 func (t *tracker) len() int {
@@ -166,33 +248,105 @@ func (t *tracker) len() int {
 // empty reports whether every connection has ended. Called with t.mu held.
 func (t *tracker) empty(time.Time) (bool, time.Time) { return len(t.conns) == 0, time.Time{} }
 
-// settled reports whether shutting the server down now would drop no request
-// a client has begun to send: every HTTP/1 connection is idle, closed,
-// hijacked, or has its request in a handler already. http.Server drops a
-// request it finishes reading after Shutdown began, so Stop waits for this
-// before it calls Shutdown. A connection on which nothing was sent for grace
-// since it was accepted counts as idle. Called with t.mu held; next is when a
-// new connection's grace ends.
-func (t *tracker) settled(grace time.Duration) func(now time.Time) (bool, time.Time) {
-	return func(now time.Time) (ok bool, next time.Time) {
-		ok = true
-		for c := range t.conns {
-			if c.closed.Load() || c.hijacked.Load() || c.h2.Load() || c.handlers.Load() > 0 {
+// settle is the verdict of sweep on the HTTP/1 connections.
+type settle struct {
+	busy  bool    // a connection may still carry a request
+	next  int64   // when to look again (a grace ends), or 0
+	quiet []*conn // connections that can be closed without losing a request
+}
+
+// sweep looks at every HTTP/1 connection at time now and sorts them out:
+//
+//   - busy: a handler runs on it, a request is being read, bytes of a request
+//     have arrived since its last response (or since it was accepted), it was
+//     accepted or finished a response less than grace ago (its client is
+//     about to send), or, for TLS, bytes arrived less than grace ago (its
+//     handshake may still run);
+//   - quiet: none of that; closing it loses nothing a client has begun to
+//     send.
+//
+// HTTP/2 and hijacked connections are neither. Called with t.mu held.
+func (t *tracker) sweep(now, grace int64) settle {
+	var s settle
+	wait := func(until int64) {
+		s.busy = true
+		if s.next == 0 || until < s.next {
+			s.next = until
+		}
+	}
+	for c := range t.conns {
+		if c.closed.Load() || c.closing.Load() || c.hijacked.Load() || c.h2.Load() {
+			continue
+		}
+		if c.handlers.Load() > 0 {
+			s.busy = true
+			continue
+		}
+		read := c.lastRead.Load()
+		switch http.ConnState(c.state.Load()) {
+		case http.StateActive:
+			s.busy = true // reading a request, or finishing a response
+		case http.StateNew:
+			switch {
+			case c.raw == nil || c.tc.Load() != nil:
+				// TLS: the handshake reads bytes too, so only bytes that
+				// keep coming tell that a request is on its way.
+				if end := max(c.accepted, read) + grace; now < end {
+					wait(end)
+					continue
+				}
+			case read != 0:
+				s.busy = true
+				continue
+			case now < c.accepted+grace:
+				wait(c.accepted + grace)
 				continue
 			}
-			switch http.ConnState(c.state.Load()) {
-			case http.StateActive:
-				ok = false // reading a request, or finishing a response
-			case http.StateNew:
-				if end := c.accepted.Add(grace); now.Before(end) {
-					ok = false
-					if next.IsZero() || end.Before(next) {
-						next = end
-					}
-				}
+			s.quiet = append(s.quiet, c)
+		case http.StateIdle:
+			idle := c.idleAt.Load()
+			if read > idle {
+				s.busy = true // the next request is arriving
+				continue
 			}
+			if end := idle + grace; now < end {
+				// Its client is about to reuse it: the next request is
+				// answered with Connection: close.
+				wait(end)
+				continue
+			}
+			s.quiet = append(s.quiet, c)
 		}
-		return ok, next
+	}
+	return s
+}
+
+// h2Closable returns the HTTP/2 connections that Stop can half-close now: no
+// stream is open on them, and something was written since the last stream
+// ended (which flushed its last frames) and since Shutdown began (which sent
+// the GOAWAY). Called with t.mu held.
+func (t *tracker) h2Closable() []*conn {
+	var cs []*conn
+	for c := range t.conns {
+		if c.raw == nil || c.closed.Load() || c.halfClosed.Load() || !c.h2.Load() {
+			continue
+		}
+		shut, w := c.shutWrites.Load(), c.writes.Load()
+		if shut != 0 && w >= shut && w > c.idleWrites.Load() &&
+			http.ConnState(c.state.Load()) == http.StateIdle && c.handlers.Load() == 0 {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// markShutdown records, on every HTTP/2 connection, how much was written
+// before Shutdown: the next write carries the GOAWAY.
+func (t *tracker) markShutdown() {
+	for _, c := range t.snapshot() {
+		if c.h2.Load() {
+			c.shutWrites.Store(c.writes.Load() + 1)
+		}
 	}
 }
 
@@ -243,159 +397,125 @@ func (t *tracker) wait(done <-chan struct{}, limit time.Time, cond func(now time
 	}
 }
 
-// lookup finds the tracked connection under nc, which is either one or a
-// connection wrapping one (a *tls.Conn).
-func lookup(nc net.Conn) *conn {
-	for range 4 {
-		switch c := nc.(type) {
-		case *conn:
-			return c
-		case interface{ NetConn() net.Conn }:
-			nc = c.NetConn()
-		default:
-			return nil
-		}
+// close closes c below TLS; net/http then ends it as a connection that
+// failed.
+func (c *conn) close() {
+	c.closing.Store(true)
+	switch {
+	case c.raw != nil:
+		_ = c.raw.Close()
+	case c.hijacked.Load():
+		_ = c.hijackedAs.Close()
+		_ = c.opaque.NetConn().Close()
+	default:
+		_ = c.opaque.NetConn().Close()
 	}
-	return nil
 }
 
-func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && !c.readAny.Load() {
-		c.readAny.Store(true)
+// halfClose ends what the server sends on an HTTP/2 connection whose GOAWAY
+// is out and whose streams are done: the client reads the GOAWAY, then the
+// end of the stream, and closes the connection, which ends the server's side
+// at once instead of after net/http's one-second GOAWAY timer. A request the
+// client sent after the GOAWAY was not processed, and the GOAWAY tells it so.
+// On TLS it writes a close_notify alert, which may block (for at most the
+// five seconds crypto/tls allows it) on a client that does not read.
+func (c *conn) halfClose() {
+	if !c.halfClosed.CompareAndSwap(false, true) {
+		return
+	}
+	if tc := c.tc.Load(); tc != nil {
+		_ = tc.CloseWrite()
+		return
+	}
+	_ = c.raw.CloseWrite()
+}
+
+// connectionStater is the method net/http looks for to fill Request.TLS on
+// a connection that is not a *tls.Conn.
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
+// wconn wraps a connection the listener accepted. It records when bytes are
+// read and that writes happen, and its Close is how the tracker learns that a
+// connection, hijacked ones included, has ended.
+type wconn struct {
+	net.Conn
+	c *conn
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// h2Preface is how an unencrypted HTTP/2 connection begins.
+var h2Preface = []byte("PRI * HTTP/2.0")
+
+func (w *wconn) Read(p []byte) (int, error) {
+	n, err := w.Conn.Read(p)
+	if n > 0 {
+		c := w.c
+		if c.lastRead.Swap(c.t.now()) == 0 && c.tc.Load() == nil && !c.protoKnown.Load() {
+			if bytes.HasPrefix(p[:n], h2Preface) {
+				c.h2.Store(true)
+			}
+			c.protoKnown.Store(true)
+		}
 	}
 	return n, err
 }
 
+func (w *wconn) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	w.wrote()
+	return n, err
+}
+
+// wrote counts a write, and wakes Stop when it waits for the GOAWAY.
+func (w *wconn) wrote() {
+	w.c.writes.Add(1)
+	if w.c.shutWrites.Load() != 0 {
+		w.c.t.changed()
+	}
+}
+
 // Close closes the connection and lets the tracker forget it.
-func (c *conn) Close() error {
-	c.closeOnce.Do(func() {
-		c.closeErr = c.Conn.Close()
-		c.closed.Store(true)
-		c.t.release(c)
+func (w *wconn) Close() error {
+	w.closeOnce.Do(func() {
+		w.closeErr = w.Conn.Close()
+		w.c.closed.Store(true)
+		w.c.t.release(w.c)
 	})
-	return c.closeErr
+	return w.closeErr
 }
 
 // NetConn returns the connection the listener accepted, for handlers that
 // need its concrete type after Hijack.
-func (c *conn) NetConn() net.Conn { return c.Conn }
+func (w *wconn) NetConn() net.Conn { return w.Conn }
 
 // CloseWrite half-closes the connection, as http.Server does before it closes
 // a connection whose client may still be sending.
-func (c *conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+func (w *wconn) CloseWrite() error {
+	if cw, ok := w.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return errors.ErrUnsupported
 }
 
 // ReadFrom keeps sendfile and splice for responses served from files.
-func (c *conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+func (w *wconn) ReadFrom(r io.Reader) (int64, error) {
+	defer w.wrote()
+	if rf, ok := w.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	return io.Copy(struct{ io.Writer }{w.Conn}, r)
 }
 
-// listener tracks the connections it accepts.
-type listener struct {
-	net.Listener
-	t     *tracker
-	quiet chan struct{} // closed once closed and no Accept is running
-
-	closeOnce sync.Once
-	closeErr  error
-
-	mu        sync.Mutex
-	closed    bool
-	draining  chan struct{} // made when drain begins, closed when it ends
-	pending   []*conn       // accepted by drain, not yet returned by Accept
-	accepting int           // Accept calls running
-	quietOnce sync.Once
+// stateConn is a wconn whose connection reports a TLS state (a TLS
+// implementation other than crypto/tls): net/http fills Request.TLS from it.
+type stateConn struct {
+	*wconn
+	cs connectionStater
 }
 
-func newListener(ln net.Listener, t *tracker) *listener {
-	return &listener{Listener: ln, t: t, quiet: make(chan struct{})}
-}
-
-func (l *listener) closedErr() error {
-	return &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
-}
-
-// Accept accepts a connection and tracks it before it returns it, so that
-// once quiet is closed every connection accepted is known to the tracker.
-// After drain, it returns the connections drain accepted, then an error
-// matching net.ErrClosed.
-func (l *listener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if draining := l.draining; draining != nil {
-		l.mu.Unlock()
-		return l.handOver(draining)
-	}
-	if l.closed {
-		l.mu.Unlock()
-		return nil, l.closedErr()
-	}
-	l.accepting++
-	l.mu.Unlock()
-	nc, err := l.Listener.Accept()
-	var c net.Conn
-	if err == nil {
-		c = l.t.add(nc)
-	}
-	l.mu.Lock()
-	l.accepting--
-	l.checkQuiet()
-	draining := l.draining
-	l.mu.Unlock()
-	if err == nil {
-		return c, nil
-	}
-	if draining == nil {
-		return nil, err
-	}
-	// The socket was shut down by drain.
-	return l.handOver(draining)
-}
-
-// handOver returns, once drain has ended, the next connection drain
-// accepted, or an error matching net.ErrClosed when none is left.
-func (l *listener) handOver(draining <-chan struct{}) (net.Conn, error) {
-	<-draining
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c := l.popLocked(); c != nil {
-		return c, nil
-	}
-	return nil, l.closedErr()
-}
-
-func (l *listener) popLocked() net.Conn {
-	if len(l.pending) == 0 {
-		return nil
-	}
-	c := l.pending[0]
-	l.pending = l.pending[1:]
-	return c
-}
-
-// Close closes the listener once; http.Server and Stop both close it.
-func (l *listener) Close() error {
-	l.closeOnce.Do(func() {
-		l.mu.Lock()
-		l.closed = true
-		l.checkQuiet()
-		l.mu.Unlock()
-		l.closeErr = l.Listener.Close()
-	})
-	return l.closeErr
-}
-
-// checkQuiet closes quiet once the listener is closed and no Accept runs.
-// Called with l.mu held.
-func (l *listener) checkQuiet() {
-	if l.closed && l.accepting == 0 {
-		l.quietOnce.Do(func() { close(l.quiet) })
-	}
-}
+// ConnectionState returns the TLS state of the wrapped connection.
+func (s *stateConn) ConnectionState() tls.ConnectionState { return s.cs.ConnectionState() }
