@@ -318,12 +318,16 @@ const (
 	rollDrain   = (checkFall+1)*checkInter + drainMargin
 
 	minLoad = 3 * time.Second // how long the load through HAProxy lasts, at least
+
+	rollJobs = 200 // jobs of 50 ms that the instances share during the rolling restart
 )
 
 // testRollingRestart restarts two instances one after the other behind a
 // real HAProxy under constant load, first with a drain delay sized to the
 // health checks (no client may see an error), then with no drain delay (the
-// errors a user would see are logged, not asserted).
+// errors a user would see are logged, not asserted). Both times the two
+// instances share a database and a queue of jobs, enqueued through HAProxy
+// before the restarts: every job must be done exactly once.
 func testRollingRestart(t *testing.T, bin string) {
 	haproxy := findHAProxy(t)
 	with := rollingRestart(t, haproxy, bin, rollDrain)
@@ -368,14 +372,19 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	ports := freePorts(t, 4)
 	front, stats := ports[2], ports[3]
 	instances := map[string]string{"a": ports[0], "b": ports[1]}
+	// The two instances share a database (a SQLite file) and a job queue.
+	db := filepath.Join(t.TempDir(), "shared.db")
+	queue := "rolling-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	start := func(name string) *proc {
 		p := startProc(t, "instance "+name, bin,
 			"-http-addr", "127.0.0.1:"+instances[name], "-grpc-addr", "127.0.0.1:0",
-			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json")
+			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json",
+			"-db-path", db, "-queue", queue, "-job-time", "50ms")
 		p.waitReady(t, "http://127.0.0.1:"+instances[name]+"/readyz")
 		return p
 	}
 	running := map[string]*proc{"a": start("a"), "b": start("b")}
+	allInstances := []*proc{running["a"], running["b"]}
 
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(haproxyConfig(front, stats, instances["a"], instances["b"])), 0o644); err != nil {
@@ -386,23 +395,55 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	lb.waitUp(t, statsURL, "a")
 	lb.waitUp(t, statsURL, "b")
 
+	// Jobs, enqueued through HAProxy: the two instances' workers share them,
+	// and are restarted in the middle of them.
+	viaLB := &jobServer{proc: lb, http: "127.0.0.1:" + front}
+	ids := viaLB.enqueueHTTP(t, strconv.Itoa(rollJobs))
+
 	load := startHTTPLoad(t, clients, "http://127.0.0.1:"+front+"/work", false)
 	loadEnd := time.Now().Add(minLoad)
 	load.waitOK(t, 50)
 	for _, name := range []string{"a", "b"} {
 		p := running[name]
+		left := viaLB.stats(t).Queued
 		sent := p.signal(t, syscall.SIGTERM)
 		code, exited := p.wait(t, exitBound)
 		if code != lifecycle.ExitOK {
 			t.Errorf("instance %s: exit status %d, want %d", name, code, lifecycle.ExitOK)
 		}
-		t.Logf("drain %v: instance %s exited %v after SIGTERM", drain, name, exited.Sub(sent).Round(time.Millisecond))
+		if name == "a" && left == 0 {
+			t.Errorf("the job queue was empty before the first restart: the test did not restart in the middle of the jobs")
+		}
+		checkStopOrder(t, p)
+		t.Logf("drain %v: instance %s exited %v after SIGTERM, with %d jobs queued", drain, name, exited.Sub(sent).Round(time.Millisecond), left)
 		running[name] = start(name)
+		allInstances = append(allInstances, running[name])
 		lb.waitUp(t, statsURL, name)
 		load.waitOK(t, load.ok.Load()+50)
 	}
 	<-time.After(time.Until(loadEnd)) // the load lasts minLoad at least, whatever the restarts took
 	load.stop()
+
+	st := viaLB.waitStats(t, "the job queue empty", func(st jobStats) bool { return st.Queued == 0 && st.Running == 0 })
+	var perInstance []int
+	seen := make(map[int64]int)
+	for _, p := range allInstances {
+		done := p.jobsLogged("worker: done")
+		perInstance = append(perInstance, len(done))
+		for _, id := range done {
+			seen[id]++
+		}
+	}
+	t.Logf("drain %v: %d jobs shared by the instances, done per process (a, b, a restarted, b restarted) %v; stats %+v",
+		drain, rollJobs, perInstance, st)
+	if st.Done != rollJobs || st.Total != rollJobs || st.Completions != rollJobs || st.DoneTwice != 0 || st.Lost != 0 {
+		t.Errorf("drain %v: job stats %+v: want exactly %d jobs, all done, %d completions, 0 done twice, 0 lost", drain, st, rollJobs, rollJobs)
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("drain %v: job %d: the logs say it was done %d times, want once", drain, id, seen[id])
+		}
+	}
 
 	fails := load.failed()
 	res := rollResult{requests: int(load.ok.Load()) + len(fails), errors: len(fails)}
@@ -416,7 +457,7 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	if len(fails) > 0 {
 		var bad []string
 		for _, l := range lb.stderr.snapshot() {
-			if strings.Contains(l, " app/") && !strings.Contains(l, " 200 ") {
+			if strings.Contains(l, " app/") && !strings.Contains(l, " 200 ") && !strings.Contains(l, " /jobs") {
 				bad = append(bad, l)
 			}
 		}
@@ -1253,9 +1294,17 @@ func (s *jobServer) stop(t *testing.T) {
 	if code != lifecycle.ExitOK {
 		t.Errorf("%s: exit status %d, want %d (ExitOK)", s.name, code, lifecycle.ExitOK)
 	}
+	checkStopOrder(t, s.proc)
+}
+
+// checkStopOrder checks that the log of p shows the worker stopped before
+// the database, and the database last.
+func checkStopOrder(t *testing.T, p *proc) {
+	t.Helper()
+	order := p.stopOrder()
 	w, db := slices.Index(order, "worker"), slices.Index(order, "db")
 	if w < 0 || db != len(order)-1 {
-		t.Errorf("%s: stop order %v: want the worker stopped, and the database last", s.name, order)
+		t.Errorf("%s: stop order %v: want the worker stopped, and the database last", p.name, order)
 	}
 }
 

@@ -99,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.queue, "queue", "default", "the job queue's `name`: processes with the same database and name share the queue")
 	fs.DurationVar(&o.jobTime, "job-time", 200*time.Millisecond, `how long a job takes, unless its payload says {"duration":"..."}`)
 	fs.DurationVar(&o.workerStopTimeout, "worker-stop-timeout", 3*time.Second,
-		"the worker's stop budget: how long it may go on with the job in hand after it is told to stop; then it releases the job back to the queue")
+		"the worker's stop budget: how long it may go on with the job in hand after it is told to stop; then it releases the job back to the queue (the shutdown deadline cuts it short)")
 	fs.DurationVar(&o.lease, "lease", 15*time.Second,
 		"how long a claimed job stays claimed without a sign of life (the worker renews it every third of it); a job whose lease expired, left by a process that died, is claimed again")
 	fs.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often an idle worker looks for jobs that other processes enqueued")
@@ -125,10 +125,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		err = fmt.Errorf("-poll %v is not positive", o.poll)
 	case o.queue == "":
 		err = errors.New("-queue is empty")
-	case o.drainDelay < o.shutdownTimeout && o.workerStopTimeout >= o.shutdownTimeout-o.drainDelay:
-		// (A drain delay not shorter than the budget is the Group's to report.)
-		err = fmt.Errorf("-worker-stop-timeout %v leaves no time to release the job in hand: it must be shorter than -shutdown-timeout %v minus -drain-delay %v",
-			o.workerStopTimeout, o.shutdownTimeout, o.drainDelay)
 	}
 	if err == nil {
 		o.db, err = parseDB(db, dbPath)
