@@ -7,6 +7,7 @@ replace github.com/graceful-go/graceful => ../
 require (
 	github.com/graceful-go/graceful v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.12.0
+	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 	modernc.org/sqlite v1.62.0

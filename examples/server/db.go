@@ -61,8 +61,9 @@ func parseDB(db, path string) (dbConfig, error) {
 	// WAL lets readers (GET /jobs/stats) run beside the one writer; the busy
 	// timeout makes a writer wait for the write lock instead of failing at
 	// once; _txlock=immediate begins every transaction with BEGIN IMMEDIATE,
-	// which takes the write lock first, so that a claim reads the queue as it
-	// is when it writes (two processes may share the file).
+	// which takes the write lock first: a transaction that began as a reader
+	// and then writes fails at once (SQLITE_BUSY, no waiting) when another
+	// process wrote in between. Two processes may share the file.
 	dsn := "file:" + path + "?_txlock=immediate" +
 		"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	return dbConfig{dialect: sqlite, dsn: dsn, show: path}, nil

@@ -66,21 +66,28 @@ func newQueue(db *database, name string, lease time.Duration) *queue {
 var queries = map[string]string{
 	"enqueue": `INSERT INTO jobs (queue, payload, created_at) VALUES (?, ?, ?) RETURNING id`,
 	// The claim. On PostgreSQL, FOR UPDATE SKIP LOCKED makes concurrent
-	// claimers take different rows without waiting for each other. SQLite
-	// has no row locks: the claim's transaction begins with BEGIN IMMEDIATE
-	// (see parseDB), which holds the database's one write lock from the
-	// read to the commit, so two claimers never read the same queued row.
+	// claimers take different rows without waiting for each other. Without
+	// it, two claimers pick the same row, the second waits for the first to
+	// commit, and then comes back empty-handed, or, if the outer WHERE did
+	// not repeat the condition, claims the row again: with both removed,
+	// TestQueue/PostgreSQL/ConcurrentClaimers sees jobs done twice. SQLite has no
+	// row locks: a writing statement holds the database's one write lock
+	// from its first read, and the claim's transaction begins with BEGIN
+	// IMMEDIATE (see parseDB), so it waits for the lock (busy_timeout) rather
+	// than fail to upgrade a read snapshot.
 	"claim.postgres": `UPDATE jobs SET status = 'running', owner = ?, lease_until = ?, claims = claims + 1,
 			reclaims = reclaims + CASE WHEN status = 'running' THEN 1 ELSE 0 END
 		WHERE id = (SELECT id FROM jobs
 			WHERE queue = ? AND (status = 'queued' OR (status = 'running' AND lease_until < ?))
 			ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+		AND (status = 'queued' OR (status = 'running' AND lease_until < ?))
 		RETURNING id, payload, claims`,
 	"claim.sqlite": `UPDATE jobs SET status = 'running', owner = ?, lease_until = ?, claims = claims + 1,
 			reclaims = reclaims + CASE WHEN status = 'running' THEN 1 ELSE 0 END
 		WHERE id = (SELECT id FROM jobs
 			WHERE queue = ? AND (status = 'queued' OR (status = 'running' AND lease_until < ?))
 			ORDER BY id LIMIT 1)
+		AND (status = 'queued' OR (status = 'running' AND lease_until < ?))
 		RETURNING id, payload, claims`,
 	"extend":   `UPDATE jobs SET lease_until = ? WHERE id = ? AND owner = ? AND status = 'running'`,
 	"complete": `UPDATE jobs SET status = 'done', owner = NULL, lease_until = NULL, done_at = ? WHERE id = ? AND owner = ? AND status = 'running'`,
@@ -159,7 +166,7 @@ func (q *queue) claim(ctx context.Context, owner string) (job, bool, error) {
 	now := q.now()
 	j := job{owner: owner}
 	err = tx.QueryRowContext(ctx, q.sql("claim."+q.db.cfg.dialect.String()),
-		owner, now.Add(q.lease).UnixMilli(), q.name, now.UnixMilli()).Scan(&j.id, &j.payload, &j.claims)
+		owner, now.Add(q.lease).UnixMilli(), q.name, now.UnixMilli(), now.UnixMilli()).Scan(&j.id, &j.payload, &j.claims)
 	if errors.Is(err, sql.ErrNoRows) {
 		return job{}, false, nil
 	}
