@@ -94,7 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.hangStop, "hang-stop", false, `add a component "stuck" whose Stop never returns, to show the shutdown timeout`)
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error (debug logs every connection, /work request and job claim)")
-	fs.StringVar(&db, "db", "", "the database: empty for SQLite in -db-path, sqlite:`FILE`, or a postgres:// DSN (PostgreSQL through pgx)")
+	fs.StringVar(&db, "db", "", "the `database`: empty for SQLite in -db-path, sqlite:FILE, or a postgres:// DSN (PostgreSQL through pgx)")
 	fs.StringVar(&dbPath, "db-path", "graceful-example.db", "the SQLite database `file` (created if missing), when -db is empty")
 	fs.StringVar(&o.queue, "queue", "default", "the job queue's `name`: processes with the same database and name share the queue")
 	fs.DurationVar(&o.jobTime, "job-time", 200*time.Millisecond, `how long a job takes, unless its payload says {"duration":"..."}`)
