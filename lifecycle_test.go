@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/graceful-go/graceful/lifecycle"
 )
@@ -56,6 +58,7 @@ func TestExamples(t *testing.T) {
 	t.Run("RollingRestartBehindHAProxy", func(t *testing.T) { testRollingRestart(t, bins.server) })
 	t.Run("ExitCodes", func(t *testing.T) { testExitCodes(t, bins.server) })
 	t.Run("Minimal", func(t *testing.T) { testMinimal(t, bins.minimal) })
+	t.Run("Jobs", func(t *testing.T) { testJobs(t, bins.server) })
 }
 
 type binaries struct{ server, minimal string }
@@ -64,6 +67,11 @@ type binaries struct{ server, minimal string }
 // the race detector when the test itself has it, so that a data race in the
 // library under real traffic fails the test (a -race binary exits with
 // status 66 after a race).
+//
+// The examples are a module of their own (examples/go.mod), so that the
+// library's go.mod does not carry their database drivers; the build runs in
+// that module's directory, where it works with the repository's go.work and
+// without it (GOWORK=off: examples/go.mod replaces the library with ../).
 func buildExamples(t *testing.T) binaries {
 	t.Helper()
 	dir := t.TempDir()
@@ -71,11 +79,13 @@ func buildExamples(t *testing.T) binaries {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
-	args = append(args, "./examples/server", "./examples/minimal")
+	args = append(args, "./server", "./minimal")
 	began := time.Now()
-	out, err := exec.Command("go", args...).CombinedOutput()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = "examples"
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("(cd examples && go %s): %v\n%s", strings.Join(args, " "), err, out)
 	}
 	t.Logf("built the examples (race detector: %v) in %v", raceEnabled(), time.Since(began).Round(time.Millisecond))
 	return binaries{server: filepath.Join(dir, "server"), minimal: filepath.Join(dir, "minimal")}
@@ -103,7 +113,7 @@ func raceEnabled() bool {
 // closed (the server's log of accepted connections tells them apart; they are
 // counted and logged). During the drain, /work is still served and gRPC
 // health answers NOT_SERVING. The process must exit with status 0, having
-// stopped the servers before the worker, and the pool last.
+// stopped the servers before the worker, and the database last.
 func testShutdownUnderLoad(t *testing.T, bin string) {
 	const clients = 8
 	drain := 500 * time.Millisecond
@@ -165,17 +175,19 @@ func testShutdownUnderLoad(t *testing.T, bin string) {
 		}
 		return i
 	}
-	if pos("http") > pos("worker") || pos("grpc") > pos("worker") {
-		t.Errorf("stop order %v: want http and grpc before worker", order)
+	// http, grpc and the worker need only the database: they stop together,
+	// in any order, and the database after all of them.
+	for _, name := range []string{"http", "grpc", "worker"} {
+		pos(name)
 	}
-	if pos("pool") != len(order)-1 {
-		t.Errorf("stop order %v: want pool last", order)
+	if pos("db") != len(order)-1 {
+		t.Errorf("stop order %v: want db last", order)
 	}
 }
 
 // testHangingStop adds a component whose Stop never returns and gives the
 // shutdown a 1 s budget: the process must still exit within the budget plus
-// 0.5 s, with ExitTimeout, naming the component.
+// 0.5 s, with ExitTimeout, naming the component, and still close the database.
 func testHangingStop(t *testing.T, bin string) {
 	const budget = time.Second
 	p := startProc(t, "server", bin,
@@ -202,8 +214,8 @@ func testHangingStop(t *testing.T, bin string) {
 	}) {
 		t.Errorf(`the exit log does not name the component "stuck"`)
 	}
-	if order := p.stopOrder(); !slices.Contains(order, "pool") {
-		t.Errorf("stop order %v: the pool did not stop after the stuck component was abandoned", order)
+	if order := p.stopOrder(); !slices.Contains(order, "db") {
+		t.Errorf("stop order %v: the database did not stop after the stuck component was abandoned", order)
 	}
 }
 
@@ -308,12 +320,16 @@ const (
 	rollDrain   = (checkFall+1)*checkInter + drainMargin
 
 	minLoad = 3 * time.Second // how long the load through HAProxy lasts, at least
+
+	rollJobs = 200 // jobs of 50 ms that the instances share during the rolling restart
 )
 
 // testRollingRestart restarts two instances one after the other behind a
 // real HAProxy under constant load, first with a drain delay sized to the
 // health checks (no client may see an error), then with no drain delay (the
-// errors a user would see are logged, not asserted).
+// errors a user would see are logged, not asserted). Both times the two
+// instances share a database and a queue of jobs, enqueued through HAProxy
+// before the restarts: every job must be done exactly once.
 func testRollingRestart(t *testing.T, bin string) {
 	haproxy := findHAProxy(t)
 	with := rollingRestart(t, haproxy, bin, rollDrain)
@@ -358,14 +374,19 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	ports := freePorts(t, 4)
 	front, stats := ports[2], ports[3]
 	instances := map[string]string{"a": ports[0], "b": ports[1]}
+	// The two instances share a database (a SQLite file) and a job queue.
+	db := filepath.Join(t.TempDir(), "shared.db")
+	queue := "rolling-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	start := func(name string) *proc {
 		p := startProc(t, "instance "+name, bin,
 			"-http-addr", "127.0.0.1:"+instances[name], "-grpc-addr", "127.0.0.1:0",
-			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json")
+			"-delay", "20ms", "-drain-delay", drain.String(), "-shutdown-timeout", "10s", "-log-format", "json",
+			"-db-path", db, "-queue", queue, "-job-time", "50ms")
 		p.waitReady(t, "http://127.0.0.1:"+instances[name]+"/readyz")
 		return p
 	}
 	running := map[string]*proc{"a": start("a"), "b": start("b")}
+	allInstances := []*proc{running["a"], running["b"]}
 
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(haproxyConfig(front, stats, instances["a"], instances["b"])), 0o644); err != nil {
@@ -376,23 +397,55 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	lb.waitUp(t, statsURL, "a")
 	lb.waitUp(t, statsURL, "b")
 
+	// Jobs, enqueued through HAProxy: the two instances' workers share them,
+	// and are restarted in the middle of them.
+	viaLB := &jobServer{proc: lb, http: "127.0.0.1:" + front}
+	ids := viaLB.enqueueHTTP(t, strconv.Itoa(rollJobs))
+
 	load := startHTTPLoad(t, clients, "http://127.0.0.1:"+front+"/work", false)
 	loadEnd := time.Now().Add(minLoad)
 	load.waitOK(t, 50)
 	for _, name := range []string{"a", "b"} {
 		p := running[name]
+		left := viaLB.stats(t).Queued
 		sent := p.signal(t, syscall.SIGTERM)
 		code, exited := p.wait(t, exitBound)
 		if code != lifecycle.ExitOK {
 			t.Errorf("instance %s: exit status %d, want %d", name, code, lifecycle.ExitOK)
 		}
-		t.Logf("drain %v: instance %s exited %v after SIGTERM", drain, name, exited.Sub(sent).Round(time.Millisecond))
+		if name == "a" && left == 0 {
+			t.Errorf("the job queue was empty before the first restart: the test did not restart in the middle of the jobs")
+		}
+		checkStopOrder(t, p)
+		t.Logf("drain %v: instance %s exited %v after SIGTERM, with %d jobs queued", drain, name, exited.Sub(sent).Round(time.Millisecond), left)
 		running[name] = start(name)
+		allInstances = append(allInstances, running[name])
 		lb.waitUp(t, statsURL, name)
 		load.waitOK(t, load.ok.Load()+50)
 	}
 	<-time.After(time.Until(loadEnd)) // the load lasts minLoad at least, whatever the restarts took
 	load.stop()
+
+	st := viaLB.waitStats(t, "the job queue empty", func(st jobStats) bool { return st.Queued == 0 && st.Running == 0 })
+	var perInstance []int
+	seen := make(map[int64]int)
+	for _, p := range allInstances {
+		done := p.jobsLogged("worker: done")
+		perInstance = append(perInstance, len(done))
+		for _, id := range done {
+			seen[id]++
+		}
+	}
+	t.Logf("drain %v: %d jobs shared by the instances, done per process (a, b, a restarted, b restarted) %v; stats %+v",
+		drain, rollJobs, perInstance, st)
+	if st.Done != rollJobs || st.Total != rollJobs || st.Completions != rollJobs || st.DoneTwice != 0 || st.Lost != 0 {
+		t.Errorf("drain %v: job stats %+v: want exactly %d jobs, all done, %d completions, 0 done twice, 0 lost", drain, st, rollJobs, rollJobs)
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("drain %v: job %d: the logs say it was done %d times, want once", drain, id, seen[id])
+		}
+	}
 
 	fails := load.failed()
 	res := rollResult{requests: int(load.ok.Load()) + len(fails), errors: len(fails)}
@@ -406,7 +459,7 @@ func rollingRestart(t *testing.T, haproxy, bin string, drain time.Duration) roll
 	if len(fails) > 0 {
 		var bad []string
 		for _, l := range lb.stderr.snapshot() {
-			if strings.Contains(l, " app/") && !strings.Contains(l, " 200 ") {
+			if strings.Contains(l, " app/") && !strings.Contains(l, " 200 ") && !strings.Contains(l, " /jobs") {
 				bad = append(bad, l)
 			}
 		}
@@ -526,8 +579,10 @@ type proc struct {
 }
 
 // startProc starts bin with args, and with the environment variables of env
-// ("KEY=value") added to the test's, and makes sure it is killed and reaped
-// when the test ends; if the test failed, the end of its output is logged.
+// ("KEY=value") added to the test's, in a temporary directory of its own
+// (where the example server creates its default SQLite database), and makes
+// sure it is killed and reaped when the test ends; if the test failed, the end
+// of its output is logged.
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	return startProcEnv(t, name, nil, bin, args...)
 }
@@ -536,6 +591,7 @@ func startProcEnv(t *testing.T, name string, env []string, bin string, args ...s
 	t.Helper()
 	p := &proc{name: name, stdout: &lineBuf{}, stderr: &lineBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = t.TempDir()
 	p.cmd.Env = append(os.Environ(), env...)
 	if os.Getenv("GORACE") == "" {
 		// A -race binary sleeps 1 s before a clean exit, waiting for late
@@ -1058,5 +1114,401 @@ func (l *grpcLoad) waitOK(t *testing.T, n int64) {
 	t.Helper()
 	if !poll(startBound, func() bool { return l.ok.Load() >= n || len(l.list()) > 100 }) {
 		t.Fatalf("gRPC load: %d calls ok, want %d within %v; failures: %v", l.ok.Load(), n, startBound, l.list())
+	}
+}
+
+// The job queue of the example server (examples/server: POST /jobs, the
+// gRPC method graceful.example.Jobs/Enqueue, GET /jobs/stats, a worker that
+// claims one job at a time), against SQLite and, when a DSN is given,
+// PostgreSQL. Every scenario uses a queue of its own (-queue), so they can
+// share a PostgreSQL database with each other and with earlier runs.
+
+// postgresEnv names the environment variable with the DSN of a PostgreSQL
+// database for the job tests (.ci/run starts one and sets it).
+const postgresEnv = "GRACEFUL_TEST_POSTGRES"
+
+// jobBackend is a database the job tests run against.
+type jobBackend struct {
+	name string
+	args func(dir string) []string // the -db flags, given a directory of the test's own
+}
+
+func jobBackends(t *testing.T) []jobBackend {
+	backends := []jobBackend{{"SQLite", func(dir string) []string {
+		return []string{"-db-path", filepath.Join(dir, "jobs.db")}
+	}}}
+	dsn := os.Getenv(postgresEnv)
+	switch {
+	case dsn != "":
+		backends = append(backends, jobBackend{"PostgreSQL", func(string) []string { return []string{"-db", dsn} }})
+	case os.Getenv("CI") != "":
+		t.Errorf("%s is not set: CI must run the job tests against PostgreSQL too (.ci/run starts one)", postgresEnv)
+	default:
+		t.Logf("%s is not set: the job tests run against SQLite only (set it to a postgres:// DSN, or run .ci/run, for PostgreSQL)", postgresEnv)
+	}
+	return backends
+}
+
+// testJobs runs the job-queue scenarios against every backend.
+func testJobs(t *testing.T, bin string) {
+	for _, b := range jobBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Run("AcrossRestarts", func(t *testing.T) { testJobsAcrossRestarts(t, bin, b) })
+			t.Run("JobInHandFinishes", func(t *testing.T) { testJobInHandFinishes(t, bin, b) })
+			t.Run("StuckJobReleased", func(t *testing.T) { testStuckJobReleased(t, bin, b) })
+			t.Run("KilledProcessLeaseExpires", func(t *testing.T) { testKilledProcessLeaseExpires(t, bin, b) })
+		})
+	}
+}
+
+// jobScene is the database and queue of one job scenario: the runs of the
+// server in it share them.
+type jobScene struct {
+	backend jobBackend
+	dir     string // for a SQLite file
+	queue   string
+}
+
+func newJobScene(t *testing.T, b jobBackend) jobScene {
+	queue := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	return jobScene{backend: b, dir: t.TempDir(), queue: queue}
+}
+
+// args returns the flags of a server in the scene: ports picked at run time,
+// no drain delay (no load balancer here), the scene's database and queue,
+// JSON logs with every claim, and then extra.
+func (sc jobScene) args(extra ...string) []string {
+	args := []string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-drain-delay", "0",
+		"-queue", sc.queue, "-log-format", "json", "-log-level", "debug"}
+	return append(append(args, sc.backend.args(sc.dir)...), extra...)
+}
+
+// jobServer is a running example server in a job scenario.
+type jobServer struct {
+	*proc
+	http, grpc string
+}
+
+func startJobServer(t *testing.T, name, bin string, args []string) *jobServer {
+	t.Helper()
+	p := startProc(t, name, bin, args...)
+	s := &jobServer{proc: p}
+	s.http, s.grpc = p.addrs(t)
+	p.waitReady(t, "http://"+s.http+"/readyz")
+	return s
+}
+
+// jobStats is the answer of GET /jobs/stats.
+type jobStats struct {
+	Queued      int64 `json:"queued"`
+	Running     int64 `json:"running"`
+	Expired     int64 `json:"expired"`
+	Done        int64 `json:"done"`
+	Total       int64 `json:"total"`
+	Completions int64 `json:"completions"`
+	DoneTwice   int64 `json:"done_twice"`
+	Lost        int64 `json:"lost"`
+	Claims      int64 `json:"claims"`
+	Releases    int64 `json:"releases"`
+	Reclaims    int64 `json:"reclaims"`
+	OtherStatus int64 `json:"other_status"`
+}
+
+func (s *jobServer) stats(t *testing.T) jobStats {
+	t.Helper()
+	resp, err := http.Get("http://" + s.http + "/jobs/stats")
+	if err != nil {
+		t.Fatalf("%s: GET /jobs/stats: %v", s.name, err)
+	}
+	defer resp.Body.Close()
+	var st jobStats
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: GET /jobs/stats: %s %s", s.name, resp.Status, bytes.TrimSpace(body))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("%s: GET /jobs/stats: %v", s.name, err)
+	}
+	return st
+}
+
+// waitStats polls GET /jobs/stats until cond accepts the answer, and returns it.
+func (s *jobServer) waitStats(t *testing.T, what string, cond func(jobStats) bool) jobStats {
+	t.Helper()
+	var st jobStats
+	if !s.poll(t, func() bool { st = s.stats(t); return cond(st) }) {
+		t.Fatalf("%s: %s: not within %v; stats %+v", s.name, what, startBound, st)
+	}
+	return st
+}
+
+// enqueueHTTP sends POST /jobs with body and returns the ids it answered.
+func (s *jobServer) enqueueHTTP(t *testing.T, body string) []int64 {
+	t.Helper()
+	resp, err := http.Post("http://"+s.http+"/jobs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s: POST /jobs: %v", s.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out struct{ IDs []int64 }
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &out) != nil {
+		t.Fatalf("%s: POST /jobs %s: %s %s", s.name, body, resp.Status, bytes.TrimSpace(b))
+	}
+	return out.IDs
+}
+
+// enqueueGRPC calls graceful.example.Jobs/Enqueue with {"count": n} and
+// returns the ids it answered.
+func (s *jobServer) enqueueGRPC(t *testing.T, n int) []int64 {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///"+s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), exitBound)
+	defer cancel()
+	in, err := structpb.NewStruct(map[string]any{"count": n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := new(structpb.Struct)
+	if err := cc.Invoke(ctx, "/graceful.example.Jobs/Enqueue", in, out); err != nil {
+		t.Fatalf("%s: gRPC Enqueue: %v", s.name, err)
+	}
+	var ids []int64
+	for _, v := range out.GetFields()["ids"].GetListValue().GetValues() {
+		ids = append(ids, int64(v.GetNumberValue()))
+	}
+	return ids
+}
+
+// stop sends SIGTERM, waits for the exit, and checks that it was clean and
+// that the log shows the worker stopped before the database, and the
+// database last.
+func (s *jobServer) stop(t *testing.T) {
+	t.Helper()
+	sent := s.signal(t, syscall.SIGTERM)
+	code, exited := s.wait(t, exitBound)
+	order := s.stopOrder()
+	t.Logf("%s: SIGTERM → exit %d in %v; stop order %v", s.name, code, exited.Sub(sent).Round(time.Millisecond), order)
+	if code != lifecycle.ExitOK {
+		t.Errorf("%s: exit status %d, want %d (ExitOK)", s.name, code, lifecycle.ExitOK)
+	}
+	checkStopOrder(t, s.proc)
+}
+
+// checkStopOrder checks that the log of p shows the worker stopped before
+// the database, and the database last.
+func checkStopOrder(t *testing.T, p *proc) {
+	t.Helper()
+	order := p.stopOrder()
+	w, db := slices.Index(order, "worker"), slices.Index(order, "db")
+	if w < 0 || db != len(order)-1 {
+		t.Errorf("%s: stop order %v: want the worker stopped, and the database last", p.name, order)
+	}
+}
+
+// jobsLogged returns the ids of the jobs whose log says msg ("worker: done",
+// "worker: claimed", ...), in order.
+func (p *proc) jobsLogged(msg string) []int64 {
+	var ids []int64
+	for _, l := range p.stderr.snapshot() {
+		if e, ok := parseLog(l); ok && e.str("msg") == msg {
+			if id, ok := e["job"].(float64); ok {
+				ids = append(ids, int64(id))
+			}
+		}
+	}
+	return ids
+}
+
+// logIndex returns the position in the log of the first entry that match
+// accepts, or -1.
+func (p *proc) logIndex(match func(logEntry) bool) int {
+	for i, l := range p.stderr.snapshot() {
+		if e, ok := parseLog(l); ok && match(e) {
+			return i
+		}
+	}
+	return -1
+}
+
+// jobMsg matches a log entry with message msg about job id.
+func jobMsg(msg string, id int64) func(logEntry) bool {
+	return func(e logEntry) bool {
+		f, ok := e["job"].(float64)
+		return e.str("msg") == msg && ok && int64(f) == id
+	}
+}
+
+// testJobsAcrossRestarts enqueues 200 jobs (100 through HTTP, 100 through
+// gRPC), SIGTERMs the server in the middle of them three times, starting it
+// again on the same database each time, and lets the fourth run empty the
+// queue: exactly 200 jobs done, none done twice, none lost (the stats of the
+// database, and the "worker: done" lines of the four logs, each id once),
+// and every run stopped the worker before the database.
+func testJobsAcrossRestarts(t *testing.T, bin string, b jobBackend) {
+	const jobs, restarts = 200, 3
+	args := newJobScene(t, b).args("-job-time", "50ms", "-worker-stop-timeout", "5s", "-shutdown-timeout", "10s")
+	s := startJobServer(t, "run 1", bin, args)
+	ids := append(s.enqueueHTTP(t, strconv.Itoa(jobs/2)), s.enqueueGRPC(t, jobs/2)...)
+	slices.Sort(ids)
+	if len(slices.Compact(slices.Clone(ids))) != jobs {
+		t.Fatalf("enqueued %d jobs, want %d distinct ids: %v", len(ids), jobs, ids)
+	}
+	var runs []*jobServer
+	inHand := 0
+	for r := 1; ; r++ {
+		runs = append(runs, s)
+		if r > restarts {
+			break
+		}
+		// In the middle of the queue: a few jobs more than the last run left.
+		target := int64(r * jobs / (restarts + 1))
+		s.waitStats(t, fmt.Sprintf("%d jobs done", target), func(st jobStats) bool { return st.Done >= target })
+		s.stop(t)
+		if s.logged(logMsg("worker: stopping: finishing the job in hand")) {
+			inHand++
+		}
+		s = startJobServer(t, fmt.Sprintf("run %d", r+1), bin, args)
+	}
+	st := s.waitStats(t, "the queue empty", func(st jobStats) bool { return st.Queued == 0 && st.Running == 0 })
+	s.stop(t)
+
+	var perRun []int
+	seen := make(map[int64]int)
+	for _, p := range runs {
+		done := p.jobsLogged("worker: done")
+		perRun = append(perRun, len(done))
+		for _, id := range done {
+			seen[id]++
+		}
+	}
+	t.Logf("%d jobs, %d SIGTERMs: done per run %v (%d of the SIGTERMs came with a job in hand, finished within the stop budget); stats %+v",
+		jobs, restarts, perRun, inHand, st)
+	if st.Done != jobs || st.Total != jobs || st.Completions != jobs || st.DoneTwice != 0 || st.Lost != 0 || st.OtherStatus != 0 {
+		t.Errorf("stats %+v: want exactly %d jobs, all done, %d completions, 0 done twice, 0 lost", st, jobs, jobs)
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("job %d: the logs say it was done %d times, want once", id, seen[id])
+		}
+	}
+	if len(seen) != jobs {
+		t.Errorf("the logs name %d jobs done, want %d", len(seen), jobs)
+	}
+	for i, n := range perRun[:restarts] {
+		if n == 0 {
+			t.Errorf("run %d did no job before its SIGTERM: the test did not stop it in the middle", i+1)
+		}
+	}
+}
+
+// testJobInHandFinishes SIGTERMs the server while its worker is in a 2 s
+// job, with a stop budget of 10 s: the worker takes nothing new, finishes the
+// job during its stop, then the database closes; the job is done once, by
+// that run, and the next run finds nothing to do.
+func testJobInHandFinishes(t *testing.T, bin string, b jobBackend) {
+	args := newJobScene(t, b).args("-worker-stop-timeout", "10s", "-shutdown-timeout", "20s")
+	s := startJobServer(t, "run 1", bin, args)
+	id := s.enqueueHTTP(t, `{"duration":"2s"}`)[0]
+	next := s.enqueueHTTP(t, "1")[0] // queued behind it: must not be claimed once stopping
+	s.waitLog(t, jobMsg("worker: claimed", id))
+	s.stop(t)
+
+	stopping := s.logIndex(logMsg("lifecycle: component stopping", "component", "worker"))
+	done := s.logIndex(jobMsg("worker: done", id))
+	if stopping < 0 || done < stopping {
+		t.Errorf("job %d: done at log line %d, the worker told to stop at line %d: want it finished during the stop", id, done, stopping)
+	}
+	if !s.logged(jobMsg("worker: stopping: finishing the job in hand", id)) {
+		t.Errorf("job %d: no log that the worker finished it while stopping", id)
+	}
+	if s.logged(jobMsg("worker: claimed", next)) {
+		t.Errorf("job %d was claimed after the worker was told to stop", next)
+	}
+
+	s2 := startJobServer(t, "run 2", bin, args)
+	st := s2.waitStats(t, "both jobs done", func(st jobStats) bool { return st.Done == 2 })
+	s2.stop(t)
+	t.Logf("stats %+v", st)
+	if st.Completions != 2 || st.DoneTwice != 0 || st.Releases != 0 || st.Claims != 2 {
+		t.Errorf("stats %+v: want 2 completions, 0 done twice, 0 releases, 2 claims", st)
+	}
+	if s2.logged(jobMsg("worker: done", id)) {
+		t.Errorf("job %d was done again by the next run", id)
+	}
+}
+
+// testStuckJobReleased SIGTERMs the server while its worker is in a 3 s job
+// with a stop budget of 0.5 s: the worker releases the job back to the queue
+// when the budget runs out, the process exits cleanly within its shutdown
+// timeout, the database closing after the worker; the next run does the job,
+// once.
+func testStuckJobReleased(t *testing.T, bin string, b jobBackend) {
+	const budget, shutdown = 500 * time.Millisecond, 5 * time.Second
+	sc := newJobScene(t, b)
+	s := startJobServer(t, "run 1", bin, sc.args("-worker-stop-timeout", budget.String(), "-shutdown-timeout", shutdown.String()))
+	id := s.enqueueHTTP(t, `{"duration":"3s"}`)[0]
+	s.waitLog(t, jobMsg("worker: claimed", id))
+	sent := s.signal(t, syscall.SIGTERM)
+	code, exited := s.wait(t, exitBound)
+	took := exited.Sub(sent)
+	t.Logf("SIGTERM with a 3 s job in hand and a %v stop budget → exit %d in %v; stop order %v", budget, code, took.Round(time.Millisecond), s.stopOrder())
+	if code != lifecycle.ExitOK {
+		t.Errorf("exit status %d, want %d (ExitOK)", code, lifecycle.ExitOK)
+	}
+	if took >= shutdown {
+		t.Errorf("exited %v after SIGTERM, want within the shutdown timeout %v", took, shutdown)
+	}
+	if !s.logged(jobMsg("worker: released the job in hand back to the queue", id)) {
+		t.Errorf("job %d: no log that the worker released it", id)
+	}
+	if s.logged(jobMsg("worker: done", id)) {
+		t.Errorf("job %d: done by the run that was stopped with it in hand", id)
+	}
+	released := s.logIndex(jobMsg("worker: released the job in hand back to the queue", id))
+	closed := s.logIndex(logMsg("db: closed"))
+	if released < 0 || closed < released {
+		t.Errorf("the database closed at log line %d, the job was released at line %d: want the release first", closed, released)
+	}
+
+	// The next run, with the default stop budget.
+	s2 := startJobServer(t, "run 2", bin, sc.args())
+	st := s2.waitStats(t, "the job done", func(st jobStats) bool { return st.Done == 1 })
+	s2.stop(t)
+	t.Logf("stats %+v", st)
+	if st.Completions != 1 || st.DoneTwice != 0 || st.Releases != 1 || st.Claims != 2 || st.Reclaims != 0 {
+		t.Errorf("stats %+v: want 1 completion, 0 done twice, 1 release, 2 claims, 0 reclaims", st)
+	}
+	if !s2.logged(jobMsg("worker: done", id)) {
+		t.Errorf("job %d: not done by the next run", id)
+	}
+}
+
+// testKilledProcessLeaseExpires SIGKILLs the server while its worker is in a
+// job, so that nothing is released: the job stays running, owned by the dead
+// process, until its lease (1 s here) expires; the next run then claims it
+// again and does it, once.
+func testKilledProcessLeaseExpires(t *testing.T, bin string, b jobBackend) {
+	sc := newJobScene(t, b)
+	args := sc.args("-lease", "1s", "-poll", "100ms")
+	s := startJobServer(t, "run 1", bin, args)
+	id := s.enqueueHTTP(t, `{"duration":"2s"}`)[0]
+	s.waitLog(t, jobMsg("worker: claimed", id))
+	s.signal(t, syscall.SIGKILL)
+	s.wait(t, exitBound)
+
+	s2 := startJobServer(t, "run 2", bin, args)
+	st := s2.waitStats(t, "the job done", func(st jobStats) bool { return st.Done == 1 })
+	s2.stop(t)
+	t.Logf("stats %+v", st)
+	if st.Completions != 1 || st.DoneTwice != 0 || st.Reclaims != 1 || st.Claims != 2 || st.Releases != 0 {
+		t.Errorf("stats %+v: want 1 completion, 0 done twice, 1 reclaim, 2 claims, 0 releases", st)
+	}
+	if !s2.logged(jobMsg("worker: done", id)) {
+		t.Errorf("job %d: not done by the next run", id)
 	}
 }

@@ -5,25 +5,30 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 )
 
-// workHandler serves GET /work: it borrows a connection from the pool, holds
-// it for delay (a query, say), and answers 200. If the request's context is
-// cancelled first (the client left, or the shutdown budget ran out and the
-// server is closing hard), it gives up and answers 503.
-func workHandler(p *pool, delay time.Duration, served *atomic.Int64, log *slog.Logger) http.Handler {
+// workHandler serves GET /work: it takes a connection of the database's pool,
+// holds it for delay (a query, say), and answers 200. If the request's
+// context is cancelled first (the client left, or the shutdown budget ran out
+// and the server is closing hard), it gives up and answers 503.
+func workHandler(db *database, delay time.Duration, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		log.Debug("work: begin", "remote", r.RemoteAddr)
-		c, err := p.get(ctx)
+		c, err := db.db.Conn(ctx)
+		if err == nil {
+			err = c.PingContext(ctx)
+			if err != nil {
+				c.Close()
+			}
+		}
 		if err != nil {
 			log.Error("work: no connection", "err", err)
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		defer p.put(c)
+		defer c.Close()
 		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
@@ -35,42 +40,9 @@ func workHandler(p *pool, delay time.Duration, served *atomic.Int64, log *slog.L
 			http.Error(w, "cancelled: "+context.Cause(ctx).Error(), http.StatusServiceUnavailable)
 			return
 		}
-		served.Add(1)
-		fmt.Fprintf(w, "done in %v on connection %d\n", delay, c.id)
+		fmt.Fprintf(w, "done in %v\n", delay)
 		log.Debug("work: done", "remote", r.RemoteAddr)
 	})
-}
-
-// worker returns the background worker: a stand-in for a queue consumer or a
-// cache refresher. Every interval it borrows a connection from the pool and
-// logs how many /work requests were served since the last tick. It returns nil
-// when ctx is cancelled, which is how the Group stops it, and an error if the
-// pool closed under it (which the stop order rules out).
-func worker(p *pool, served *atomic.Int64, interval time.Duration, log *slog.Logger) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		var last int64
-		for {
-			select {
-			case <-ctx.Done():
-				log.Info("worker: stopped", "served", served.Load())
-				return nil
-			case <-t.C:
-			}
-			c, err := p.get(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					continue // stopping: the next select returns
-				}
-				return fmt.Errorf("worker: %w", err)
-			}
-			n := served.Load()
-			log.Debug("worker: tick", "served", n-last, "connection", c.id)
-			last = n
-			p.put(c)
-		}
-	}
 }
 
 // stuck is the component that -hang-stop adds: its Stop never returns, as
