@@ -175,8 +175,10 @@ func TestFakeStuckStop(t *testing.T) {
 				if !errors.Is(err, lifecycle.ErrTimeout) {
 					t.Errorf("Run: want ErrTimeout, have %v", err)
 				}
-				if took < budget || took > budget+time.Second {
-					t.Errorf("Run: want it to return at the deadline (%v, and a grace), have %v", budget, took)
+				// The stop context is done a fifth of the time (at most 200 ms)
+				// before the deadline; Run returns within the budget.
+				if took < budget-250*time.Millisecond || took > budget {
+					t.Errorf("Run: want it to return just before the deadline %v, have %v", budget, took)
 				}
 				if abandoned := rec.Count(lifecycle.EventAbandoned, "stuck"); abandoned != map[bool]int{false: 0, true: 1}[ignore] {
 					t.Errorf("abandoned events: have %d\n%s", abandoned, rec)

@@ -44,7 +44,7 @@ func TestNewPreset(t *testing.T) {
 			t.Errorf("drain: want none, have %v", d)
 		}
 		out := s.output()
-		for _, want := range []string{`msg="lifecycle: phase running"`, `msg="lifecycle: component stopped" component=f`} {
+		for _, want := range []string{`msg="lifecycle: running: every component is ready"`, `msg="lifecycle: component stopped" component=f`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("log: want a line with %s, have:\n%s", want, out)
 			}

@@ -73,6 +73,7 @@ func TestNotifyRun(t *testing.T) {
 			g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil),
 				lifecycle.WithShutdownTimeout(10*time.Second), lifecycle.WithDrainDelay(tc.drain))
 			g.Add("svc", newService())
+			_ = g.ReadyHandler() // something routes by readiness: the drain delay applies
 			ctx, cancel := context.WithCancel(context.Background())
 			res := run(g, ctx)
 			msgs := sd.until(t, with("READY=1"))
