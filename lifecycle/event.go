@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -191,7 +192,7 @@ func (r *run) log(ev Event) {
 }
 
 // addrOf returns the address a component listens on, if it says: a method
-// Addr returning a string or a fmt.Stringer (such as net.Addr).
+// Addr returning a string or a net.Addr (as the HTTP and gRPC components do).
 func addrOf(u *unit) string {
 	if u == nil {
 		return ""
@@ -199,10 +200,10 @@ func addrOf(u *unit) string {
 	switch a := u.c.(type) {
 	case interface{ Addr() string }:
 		return a.Addr()
-	case interface {
-		Addr() interface{ String() string }
-	}:
-		return a.Addr().String()
+	case interface{ Addr() net.Addr }:
+		if addr := a.Addr(); addr != nil {
+			return addr.String()
+		}
 	}
 	return ""
 }
