@@ -85,14 +85,12 @@ func (p *RestartPolicy) next(u *unit, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	// The failures in a row: since the last time it ran ResetAfter or more.
-	inRow := 1
 	if !u.startedAt.IsZero() && now.Sub(u.startedAt) >= p.ResetAfter {
 		u.streak = 0
 	}
 	u.streak++
-	inRow = u.streak
 	d := p.Backoff
-	for k := 1; k < inRow && d < p.MaxBackoff; k++ {
+	for k := 1; k < u.streak && d < p.MaxBackoff; k++ {
 		d *= 2
 	}
 	d = min(d, p.MaxBackoff)
