@@ -12,7 +12,8 @@ import (
 // failure and it gives up: a component that is [Optional] stays failed and
 // the Group runs on, degraded; any other shuts the Group down with a
 // [*GaveUpError] naming its last failures. A component that runs for
-// ResetAfter without failing starts its delays from Backoff again.
+// ResetAfter without failing starts afresh: its earlier failures no longer
+// count, and its delays start from Backoff again.
 //
 // What counts as a failure: Start returning (an error, a panic, or nil)
 // while the Group is running, and Start failing before the component was
@@ -75,6 +76,13 @@ func Optional() AddOption {
 // next decides, at a failure of u at now, whether u is started again and
 // after what delay. u.failures includes this failure.
 func (p *RestartPolicy) next(u *unit, now time.Time) (time.Duration, bool) {
+	// A component that ran ResetAfter or more before this failure starts
+	// afresh: its earlier failures are forgotten, and its delays start from
+	// Backoff again.
+	if !u.startedAt.IsZero() && now.Sub(u.startedAt) >= p.ResetAfter {
+		u.streak = 0
+		u.failures = u.failures[len(u.failures)-1:]
+	}
 	// Forget the failures outside the window.
 	i := 0
 	for i < len(u.failures) && now.Sub(u.failures[i].at) > p.Window {
@@ -83,10 +91,6 @@ func (p *RestartPolicy) next(u *unit, now time.Time) (time.Duration, bool) {
 	u.failures = u.failures[i:]
 	if len(u.failures) > p.MaxRestarts {
 		return 0, false
-	}
-	// The failures in a row: since the last time it ran ResetAfter or more.
-	if !u.startedAt.IsZero() && now.Sub(u.startedAt) >= p.ResetAfter {
-		u.streak = 0
 	}
 	u.streak++
 	d := p.Backoff

@@ -192,3 +192,27 @@ func TestRestartFreshInstance(t *testing.T) {
 	require.NoError(t, wait(t, done, generous, "Run"))
 	assert.EqualValues(t, 2, made.Load())
 }
+
+// TestRestartResetAfterGoodRun: failures separated by good runs longer than
+// ResetAfter never add up to the intensity limit, and the delay starts from
+// Backoff again.
+func TestRestartResetAfterGoodRun(t *testing.T) {
+	u := &unit{}
+	p := &RestartPolicy{Backoff: time.Second, MaxBackoff: time.Minute, MaxRestarts: 1, Window: time.Hour, ResetAfter: time.Minute}
+	now := time.Now()
+	for i := range 5 {
+		u.startedAt = now
+		now = now.Add(2 * time.Minute) // ran well for longer than ResetAfter
+		u.failures = append(u.failures, failure{at: now, err: errors.New("x")})
+		d, ok := p.next(u, now)
+		require.True(t, ok, "failure %d: gave up though it ran well in between", i)
+		assert.LessOrEqual(t, d, time.Second, "failure %d: the delay starts from Backoff", i)
+	}
+	// A failure soon after the last: two within the window, more than MaxRestarts allows.
+	u.startedAt = now
+	now = now.Add(time.Second)
+	u.failures = append(u.failures, failure{at: now, err: errors.New("y")})
+	d, ok := p.next(u, now)
+	require.False(t, ok, "two failures within the window, without a good run between: more than MaxRestarts")
+	assert.Zero(t, d)
+}
