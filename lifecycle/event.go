@@ -242,7 +242,7 @@ func (r *run) logProgress() {
 		}
 	}
 	if len(waiting) == 0 {
-		if r.phase == PhaseDraining {
+		if r.phase == PhaseDraining && time.Until(r.drainUntil) > 0 {
 			l.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle: still draining",
 				slog.Duration("left", time.Until(r.drainUntil).Round(time.Millisecond)))
 		}

@@ -51,6 +51,10 @@ import (
 	"github.com/graceful-go/graceful/grpccomponent"
 	"github.com/graceful-go/graceful/httpcomponent"
 	"github.com/graceful-go/graceful/lifecycle"
+	"github.com/graceful-go/graceful/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func main() {
@@ -154,7 +158,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	q := newQueue(db, o.queue, o.lease)
 	w := &jobWorker{q: q, runID: runID, jobTime: o.jobTime, poll: o.poll, log: log}
 
+	// The Group's lifecycle as Prometheus metrics, served on GET /metrics
+	// with the Go runtime's and the process's own.
+	lm := metrics.New()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(lm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	g := lifecycle.New(
+		lifecycle.WithObserver(lm.Observe),
 		lifecycle.WithShutdownTimeout(o.shutdownTimeout),
 		lifecycle.WithDrainDelay(o.drainDelay),
 		lifecycle.WithLogger(log),
@@ -173,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	mux.Handle("POST /jobs", enqueueHandler(q, log))
 	mux.Handle("GET /jobs/stats", statsHandler(q, log))
 	mux.Handle("GET /healthz", g.LiveHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	httpServer := httpcomponent.New(&http.Server{
 		Addr:              o.httpAddr,
 		Handler:           mux,
