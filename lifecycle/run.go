@@ -295,6 +295,13 @@ func (r *run) recordEach(u *unit, phase Phase, err error) {
 }
 
 // record keeps err for Run's (or Start's, or Stop's) return.
+// setErr sets u's last failure, which Status reads.
+func (r *run) setErr(u *unit, err error) {
+	r.g.mu.Lock()
+	u.lastErr = err
+	r.g.mu.Unlock()
+}
+
 func (r *run) record(err error) {
 	r.g.mu.Lock()
 	r.g.errs = append(r.g.errs, err)
@@ -897,7 +904,7 @@ func (r *run) abandon(u *unit) {
 	cerr := &ComponentError{Component: u.name, Phase: PhaseStopping, Err: err, Stacks: stacksOf(r.label(u))}
 	r.record(cerr)
 	r.setState(u, StateAbandoned)
-	u.lastErr = cerr
+	r.setErr(u, cerr)
 	r.emit(Event{Kind: EventAbandoned, Component: u.name, Err: cerr, Duration: time.Since(u.stopAt)})
 	u.gen++ // what its goroutines report from now on is stale
 	u.stopEnd()
@@ -965,7 +972,7 @@ func (r *run) finish() {
 // failed handles the failure of u (its Start failed, returned, or panicked)
 // while the Group runs: restart it, give it up, or shut the Group down.
 func (r *run) failed(u *unit, phase Phase, err error) {
-	u.lastErr = err
+	r.setErr(u, err)
 	now := time.Now()
 	u.failures = append(u.failures, failure{at: now, err: err})
 	if p := u.spec.restart; p != nil {
@@ -979,7 +986,7 @@ func (r *run) failed(u *unit, phase Phase, err error) {
 			return
 		}
 		err = &GaveUpError{Restarts: u.restarts, Window: p.Window, Errs: lastErrs(u.failures, 3)}
-		u.lastErr = err
+		r.setErr(u, err)
 	}
 	cerr := &ComponentError{Component: u.name, Phase: phase, Err: err}
 	if u.spec.optional {
@@ -997,7 +1004,7 @@ func (r *run) failed(u *unit, phase Phase, err error) {
 // failed, and the Group running without it.
 func (r *run) giveUp(u *unit, err error) {
 	u.gaveUp = true
-	u.lastErr = err
+	r.setErr(u, err)
 	if !u.spec.optional {
 		r.record(err)
 		r.setState(u, StateFailed)
@@ -1044,7 +1051,9 @@ func (r *run) restart(u *unit, gen int) {
 	if u.gen != gen || u.state != StateBackoff || r.cause != nil {
 		return
 	}
+	r.g.mu.Lock()
 	u.restarts++
+	r.g.mu.Unlock()
 	if f := u.spec.restart.New; f != nil {
 		var c Component
 		err := protect(func() error { c = f(); return nil })
