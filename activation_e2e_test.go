@@ -545,6 +545,7 @@ func testSystemdSocketActivate(t *testing.T, bin string) {
 	if d := time.Duration(us) * time.Microsecond; err != nil || d < 9*time.Second || d > 11200*time.Millisecond {
 		t.Errorf("%s: want the rest of the 10 s budget + 1.2 s, between 9 s and 11.2 s", ext.line)
 	}
+	t.Logf("notify socket: READY=1; %d watchdog pings in %v until STOPPING=1; %s", pings, stopping.at.Sub(ready.at).Round(time.Millisecond), ext.line)
 	sd.waitFor(t, "STATUS=stopped (lifecycle: received signal terminated)")
 }
 
