@@ -38,7 +38,7 @@ func ExampleNotifier() {
 	}
 
 	const budget = 10 * time.Second
-	n, err := systemd.NewNotifier(systemd.WithGetenv(getenv), systemd.WithShutdownTimeout(budget))
+	n, err := systemd.NewNotifier(systemd.WithGetenv(getenv))
 	if err != nil {
 		panic(err)
 	}
@@ -101,7 +101,7 @@ func ExampleListeners_Inherited() {
 	}
 
 	const budget = 10 * time.Second
-	g := lifecycle.New(systemd.Notify(systemd.WithShutdownTimeout(budget)), lifecycle.WithShutdownTimeout(budget))
+	g := lifecycle.New(systemd.Notify(), lifecycle.WithShutdownTimeout(budget))
 	srv := &http.Server{Addr: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second}
 	g.Add("http", httpcomponent.New(srv, httpcomponent.WithListener(ln), httpcomponent.WithHealth(g)))
 	os.Exit(lifecycle.ExitCode(g.Run(context.Background())))

@@ -46,7 +46,7 @@ func childMain() int {
 	}
 	defer ls.Close()
 	g := lifecycle.New(
-		Notify(WithShutdownTimeout(5*time.Second)),
+		Notify(),
 		lifecycle.WithShutdownTimeout(5*time.Second),
 		lifecycle.WithDrainDelay(0),
 		lifecycle.WithLogger(nil),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,13 +34,16 @@ const maxStatus = 400
 //   - STATUS=starting when the Group starts;
 //   - READY=1 (and STATUS=running) when every component is ready;
 //   - STOPPING=1 when the shutdown begins, then EXTEND_TIMEOUT_USEC set to
-//     the rest of the shutdown budget, plus the 200 ms within which Run
+//     the rest of the shutdown budget (until the Deadline of the
+//     lifecycle.EventShutdown event), plus the 200 ms within which Run
 //     returns after the deadline, plus a margin of 1 s for the program to exit,
 //     so that systemd waits for a shutdown that keeps to its budget even when
 //     TimeoutStopSec is shorter; again when the Group begins to stop its
 //     components;
 //   - STATUS= with the phase, what began the shutdown, and what went wrong:
-//     a forced shutdown, components abandoned, a failing health check;
+//     components restarting or given up (lifecycle.Restart, lifecycle.Optional:
+//     the Group runs degraded), a forced shutdown, components abandoned, a
+//     failing health check;
 //   - WATCHDOG=1 every half of $WATCHDOG_USEC, when systemd asks for it
 //     (WatchdogSec=, and $WATCHDOG_PID, if set, is this process), from the
 //     moment the Group starts, only while it is live: never again once a
@@ -62,19 +66,21 @@ type Notifier struct {
 	addr     *net.UnixAddr // nil when NOTIFY_SOCKET is unset: the Notifier does nothing
 	interval time.Duration // between two WATCHDOG=1; 0 without a watchdog
 
-	mu        sync.Mutex // held while a datagram is sent, so that they go out in order
-	phase     lifecycle.Phase
-	shutdown  bool      // the shutdown has begun
-	cause     string    // what began it, on one line
-	deadline  time.Time // the shutdown deadline; zero when unknown
-	forced    bool
-	abandoned []string
-	unhealthy string // the health check's error, while it fails
-	wedged    bool   // no more pings: a component was abandoned or the Group stopped
-	failing   bool   // the last send failed (logged once until one succeeds)
-	wd        watchdogState
-	wdStop    context.CancelFunc
-	wdDone    chan struct{}
+	mu         sync.Mutex // held while a datagram is sent, so that they go out in order
+	phase      lifecycle.Phase
+	shutdown   bool      // the shutdown has begun
+	cause      string    // what began it, on one line
+	deadline   time.Time // the shutdown deadline; zero when unknown
+	forced     bool
+	abandoned  []string
+	restarting []string // components failed and waiting to be ready again
+	gaveUp     []string // optional components that failed for good
+	unhealthy  string   // the health check's error, while it fails
+	wedged     bool     // no more pings: a component was abandoned or the Group stopped
+	failing    bool     // the last send failed (logged once until one succeeds)
+	wd         watchdogState
+	wdStop     context.CancelFunc
+	wdDone     chan struct{}
 }
 
 type watchdogState int
@@ -186,6 +192,28 @@ func (n *Notifier) Observe(ev lifecycle.Event) {
 		n.abandoned = append(n.abandoned, ev.Component)
 		n.sendLocked("STATUS=" + n.statusLocked())
 		n.mu.Unlock()
+	case lifecycle.EventRestarting:
+		n.mu.Lock()
+		if !slices.Contains(n.restarting, ev.Component) {
+			n.restarting = append(n.restarting, ev.Component)
+			n.sendLocked("STATUS=" + n.statusLocked())
+		}
+		n.mu.Unlock()
+	case lifecycle.EventReady:
+		n.mu.Lock()
+		if i := slices.Index(n.restarting, ev.Component); i >= 0 {
+			n.restarting = slices.Delete(n.restarting, i, i+1)
+			n.sendLocked("STATUS=" + n.statusLocked())
+		}
+		n.mu.Unlock()
+	case lifecycle.EventGaveUp:
+		n.mu.Lock()
+		if i := slices.Index(n.restarting, ev.Component); i >= 0 {
+			n.restarting = slices.Delete(n.restarting, i, i+1)
+		}
+		n.gaveUp = append(n.gaveUp, ev.Component)
+		n.sendLocked("STATUS=" + n.statusLocked())
+		n.mu.Unlock()
 	}
 }
 
@@ -264,6 +292,12 @@ func (n *Notifier) statusLocked() string {
 	}
 	if n.shutdown && n.cause != "" {
 		b.WriteString(" (" + n.cause + ")")
+	}
+	if len(n.restarting) > 0 {
+		b.WriteString("; restarting: " + strings.Join(n.restarting, ", "))
+	}
+	if len(n.gaveUp) > 0 {
+		b.WriteString("; degraded, gave up: " + strings.Join(n.gaveUp, ", "))
 	}
 	if n.forced {
 		b.WriteString("; forced")

@@ -63,7 +63,7 @@ func TestNotifyRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sd := newFakeSystemd(t, tc.abstract)
-			n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)), WithShutdownTimeout(10*time.Second))
+			n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +115,7 @@ func TestNotifyRun(t *testing.T) {
 // timeout is sent after that.
 func TestNotifyForced(t *testing.T) {
 	sd := newFakeSystemd(t, false)
-	n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)), WithShutdownTimeout(30*time.Second))
+	n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +152,15 @@ func TestNotifyForced(t *testing.T) {
 }
 
 // TestExtendTimeoutCoversBudget checks that the systemd stop timeout is
-// extended to cover what is left of the shutdown budget, plus the grace
+// extended, from the deadline the Group puts on its shutdown event (the
+// Notifier is given no budget), to cover what is left of the shutdown budget, plus the grace
 // within which Run returns after the deadline, from the moment systemd
 // receives the message; and that the extension stays close to it (at most
 // the margin more).
 func TestExtendTimeoutCoversBudget(t *testing.T) {
 	const budget = 10 * time.Second
 	sd := newFakeSystemd(t, false)
-	n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)), WithShutdownTimeout(budget))
+	n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,4 +562,100 @@ func TestStatusOneLine(t *testing.T) {
 	}
 	n.Observe(lifecycle.Event{Kind: lifecycle.EventPhase, Phase: lifecycle.PhaseStopped})
 	sd.until(t, withPrefix("STATUS=stopped"))
+}
+
+// TestExtendTimeoutFallback feeds a Notifier shutdown events made by hand,
+// without a deadline: with WithShutdownTimeout the extension covers that
+// budget from the event's time; without it, none is sent (systemd's
+// TimeoutStopSec applies).
+func TestExtendTimeoutFallback(t *testing.T) {
+	const budget = 30 * time.Second
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want bool
+	}{
+		{"WithShutdownTimeout", []Option{WithShutdownTimeout(budget)}, true},
+		{"NoBudget", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sd := newFakeSystemd(t, false)
+			n, err := NewNotifier(append([]Option{WithGetenv(env("NOTIFY_SOCKET", sd.addr))}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Now()
+			n.Observe(lifecycle.Event{Kind: lifecycle.EventShutdown, Time: at, Phase: lifecycle.PhaseRunning, Err: errors.New("by hand")})
+			n.Observe(lifecycle.Event{Kind: lifecycle.EventPhase, Time: time.Now(), Phase: lifecycle.PhaseStopped})
+			msgs := sd.until(t, withPrefix("STATUS=stopped"))
+			var ext []time.Duration
+			for _, m := range msgs {
+				if v, ok := m.value("EXTEND_TIMEOUT_USEC"); ok {
+					us, err := strconv.ParseInt(v, 10, 64)
+					if err != nil {
+						t.Fatalf("EXTEND_TIMEOUT_USEC=%q: %v", v, err)
+					}
+					ext = append(ext, time.Duration(us)*time.Microsecond)
+					if covered, need := m.at.Add(time.Duration(us)*time.Microsecond), at.Add(budget+runGrace); covered.Before(need) {
+						t.Errorf("EXTEND_TIMEOUT_USEC=%s covers until %v, %v short of the event's time + the budget + Run's grace", v, covered, need.Sub(covered))
+					}
+				}
+			}
+			if tc.want && len(ext) != 1 || !tc.want && len(ext) != 0 {
+				t.Errorf("extensions %v; want one: %v", ext, tc.want)
+			}
+		})
+	}
+}
+
+// TestNotifySupervision checks STATUS= while a supervised, optional component
+// fails: "restarting" from its failure until it is ready again, and
+// "degraded, gave up" once it failed more often than its policy allows, while
+// the Group runs on.
+func TestNotifySupervision(t *testing.T) {
+	sd := newFakeSystemd(t, false)
+	n, err := NewNotifier(WithGetenv(env("NOTIFY_SOCKET", sd.addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := lifecycle.New(lifecycle.WithObserver(n.Observe), lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
+	g.Add("svc", newService())
+	fail := make(chan struct{})
+	started := make(chan struct{}, 10)
+	g.Add("flaky", lifecycle.Func(func(ctx context.Context) error {
+		started <- struct{}{}
+		select {
+		case <-fail:
+			return errors.New("boom")
+		case <-ctx.Done():
+			return nil
+		}
+	}), lifecycle.Optional(), lifecycle.Restart(lifecycle.RestartPolicy{MaxRestarts: 1, Window: time.Hour}))
+	ctx, cancel := context.WithCancel(context.Background())
+	res := run(g, ctx)
+	msgs := sd.until(t, with("READY=1"))
+	<-started
+	fail <- struct{}{}
+	msgs = append(msgs, sd.until(t, with("STATUS=running"))...) // ready again
+	<-started
+	fail <- struct{}{}
+	msgs = append(msgs, sd.until(t, withPrefix("STATUS=running; degraded"))...)
+	cancel()
+	if err := wait(t, res); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	msgs = append(msgs, sd.until(t, withPrefix("STATUS=stopped"))...)
+	checkSequence(t, msgs, []string{
+		`STATUS=starting`,
+		`READY=1\nSTATUS=running`,
+		`STATUS=running; restarting: flaky`,
+		`STATUS=running`,
+		`STATUS=running; degraded, gave up: flaky`,
+		`STOPPING=1\nSTATUS=shutting down (context canceled); degraded, gave up: flaky`,
+		`EXTEND_TIMEOUT_USEC=*`,
+		`STATUS=draining (context canceled); degraded, gave up: flaky`,
+		`STATUS=stopping (context canceled); degraded, gave up: flaky`,
+		`EXTEND_TIMEOUT_USEC=*`,
+		`STATUS=stopped (context canceled); degraded, gave up: flaky`,
+	})
 }

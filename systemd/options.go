@@ -37,10 +37,13 @@ func WithGetenv(getenv func(key string) string) Option {
 	}
 }
 
-// WithShutdownTimeout tells the Notifier the Group's shutdown budget, d, the
-// value given to lifecycle.WithShutdownTimeout. The Notifier sizes
-// EXTEND_TIMEOUT_USEC from it when the shutdown event carries no deadline.
-// Without it, and without a deadline on the event, no extension is sent and
+// WithShutdownTimeout tells the Notifier a shutdown budget, d, for shutdown
+// events that carry no deadline. A [lifecycle.Group] puts its deadline on
+// every lifecycle.EventShutdown, so a Notifier observing a Group needs no
+// budget; this is for events made by hand (another supervisor's, replayed,
+// or a test's). The Notifier then sizes EXTEND_TIMEOUT_USEC as if the
+// deadline were the event's Time (or the moment it is observed) plus d.
+// Without a deadline on the event nor this option, no extension is sent and
 // systemd's TimeoutStopSec alone bounds the stop. d must be positive.
 func WithShutdownTimeout(d time.Duration) Option {
 	return func(c *config) {

@@ -30,6 +30,11 @@
 // component failed, 2 invalid flags, 3 the shutdown timed out, 4 a second
 // signal forced it.
 //
+// Under systemd it needs no flag: with $NOTIFY_SOCKET set it tells systemd
+// when it is ready and stopping (Type=notify) and pings its watchdog; when
+// socket-activated it serves on the sockets named "http" and "grpc" instead
+// of binding -http-addr and -grpc-addr (see deploy/).
+//
 // The defaults are those of a production service behind a load balancer. On
 // a laptop, pass -drain-delay=0 or press Ctrl-C twice.
 package main
@@ -52,6 +57,7 @@ import (
 	"github.com/graceful-go/graceful/httpcomponent"
 	"github.com/graceful-go/graceful/lifecycle"
 	"github.com/graceful-go/graceful/metrics"
+	"github.com/graceful-go/graceful/systemd"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -158,6 +164,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	q := newQueue(db, o.queue, o.lease)
 	w := &jobWorker{q: q, runID: runID, jobTime: o.jobTime, poll: o.poll, log: log}
 
+	// Under systemd, both automatic and no-ops otherwise: the listening
+	// sockets of socket activation, by name ("http", "grpc"; a server whose
+	// socket was not passed binds its flag's address), and the notify
+	// protocol (READY=1, STOPPING=1, STATUS=, EXTEND_TIMEOUT_USEC, WATCHDOG=1)
+	// when $NOTIFY_SOCKET is set. See systemd.go and deploy/.
+	sockets, err := activation(log)
+	if err != nil {
+		log.Error("server: socket activation", "err", err)
+		return err
+	}
+	defer sockets.close()
+
 	// The Group's lifecycle as Prometheus metrics, served on GET /metrics
 	// with the Go runtime's and the process's own.
 	lm := metrics.New()
@@ -165,6 +183,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	reg.MustRegister(lm, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g := lifecycle.New(
+		systemd.Notify(systemd.WithLogger(log)),
 		lifecycle.WithObserver(lm.Observe),
 		lifecycle.WithShutdownTimeout(o.shutdownTimeout),
 		lifecycle.WithDrainDelay(o.drainDelay),
@@ -195,10 +214,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 				log.Debug("http: connection accepted", "remote", c.RemoteAddr().String())
 			}
 		},
-	}, httpcomponent.WithHealth(g))
+	}, httpcomponent.WithHealth(g), httpcomponent.WithListener(sockets.http))
 	// The gRPC server has the grpc.health.v1 service: SERVING once the whole
 	// Group runs, NOT_SERVING from the first moment of the drain.
-	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithServingAfter(g))
+	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithServingAfter(g), grpccomponent.WithListener(sockets.grpc))
 	grpcServer.GRPC().RegisterService(&jobsDesc, &jobsServer{q: q, log: log})
 
 	// The database is needed by everything, so it opens first and closes
