@@ -97,12 +97,11 @@ func findCycle(units []*unit) []*unit {
 
 // reserve computes, for every unit, the time that the components stopping
 // after it keep for themselves inside the budget: the longest chain, through
-// what the unit needs, of the components' reserves. A component reserves
-// its StopTimeout, or a tenth of the budget if it has none. No unit's
-// reserve is more than half the budget.
-//
-// Units are in the order of Add, but a unit may need one added after it;
-// the memo makes the order irrelevant (the graph has no cycle).
+// what the unit needs, of the components' own reserves. A component reserves
+// its StopTimeout, or a tenth of the budget if it has none. When the longest
+// of these chains is more than half the budget, every reserve is scaled down
+// in proportion, so that no reserve is more than half the budget and the
+// ends of a chain stay in order: each component still has time of its own.
 func reserve(units []*unit, budget time.Duration) {
 	own := func(u *unit) time.Duration {
 		if u.spec.stopTimeout > 0 {
@@ -110,31 +109,40 @@ func reserve(units []*unit, budget time.Duration) {
 		}
 		return budget / 10
 	}
-	done := make(map[*unit]bool, len(units))
-	var walk func(u *unit) time.Duration // returns own(u) + u.reserve
-	walk = func(u *unit) time.Duration {
-		if !done[u] {
-			var r time.Duration
-			for _, d := range u.needs {
-				r = max(r, walk(d))
-			}
-			u.reserve = min(r, budget/2)
-			done[u] = true
-		}
-		return own(u) + u.reserve
-	}
-	if len(units) > 0 && units[len(units)-1].needs != nil && isChain(units) {
-		// The common case, a chain in the order of Add: no recursion, so a
-		// chain of any length is fine on the stack.
+	var longest time.Duration
+	if isChain(units) {
+		// The common case, a chain in the order of Add: no recursion.
 		var r time.Duration
 		for _, u := range units {
-			u.reserve = min(r, budget/2)
-			r = own(u) + u.reserve
+			u.reserve = r
+			r += own(u)
 		}
-		return
+		if len(units) > 0 {
+			longest = units[len(units)-1].reserve
+		}
+	} else {
+		done := make(map[*unit]bool, len(units))
+		var walk func(u *unit) time.Duration // returns own(u) + u.reserve
+		walk = func(u *unit) time.Duration {
+			if !done[u] {
+				var r time.Duration
+				for _, d := range u.needs {
+					r = max(r, walk(d))
+				}
+				u.reserve = r
+				done[u] = true
+				longest = max(longest, r)
+			}
+			return own(u) + u.reserve
+		}
+		for _, u := range units {
+			walk(u)
+		}
 	}
-	for _, u := range units {
-		walk(u)
+	if half := budget / 2; longest > half {
+		for _, u := range units {
+			u.reserve = time.Duration(float64(u.reserve) * float64(half) / float64(longest))
+		}
 	}
 }
 

@@ -22,7 +22,9 @@
 // component's stop ends at the deadline less a reserve for the components
 // that still have to stop after it (those it needs, and what they need).
 // Each component reserves its [StopTimeout], or a tenth of the budget if it
-// has none; a reserve is never more than half the budget. A component that
+// has none. When a chain's reserves add up to more than half the budget,
+// they are all scaled down in proportion: no reserve is more than half the
+// budget, and each component along a chain still has time of its own. A component that
 // has not stopped at the end of its time is abandoned, and the components
 // after it are stopped with a live context and time of their own. A
 // component's Stop context is done a little before its end (a fifth of its

@@ -340,6 +340,7 @@ func (r *run) startDone() {
 // launch calls u's Start in a goroutine of the errgroup.
 func (r *run) launch(u *unit) {
 	u.gen++
+	u.current.Store(int64(u.gen))
 	gen := u.gen
 	u.inStart = true
 	u.exitErr = nil
@@ -381,6 +382,13 @@ func (r *run) runStart(u *unit, gen int, c Component, ctx context.Context) {
 		if err := protect(func() error { ready = rd.Ready(); return nil }); err != nil {
 			u.returned.Store(int64(gen))
 			r.send(msg{kind: msgExited, u: u, gen: gen, err: fmt.Errorf("Ready: %w", err)})
+			return
+		}
+		if u.current.Load() != int64(gen) || isClosed(r.over) {
+			// Ready blocked until the Group gave up on this start (it was
+			// abandoned, or the run is over): Start is not called.
+			u.returned.Store(int64(gen))
+			r.send(msg{kind: msgExited, u: u, gen: gen})
 			return
 		}
 	}
@@ -449,6 +457,12 @@ func (r *run) ready(u *unit) {
 	}
 	r.setState(u, StateRunning)
 	r.emit(Event{Kind: EventReady, Component: u.name, Duration: time.Since(u.startedAt), Attempt: u.restarts})
+	if u.stopPending {
+		// Its turn to stop came while its ready was on the way: it was
+		// ready, so it is stopped, once.
+		r.stopUnit(u)
+		return
+	}
 	if r.phase != PhaseStarting || u.wasReady {
 		u.wasReady = true
 		return // a restart
@@ -475,6 +489,7 @@ func (r *run) exited(u *unit, err error) {
 	case StateStarting:
 		// Start returned before the component was ready: it failed to start,
 		// and is not stopped.
+		u.stopPending = false
 		if err == nil {
 			err = fmt.Errorf("Start returned before the component was ready: %w", ErrExited)
 		}
@@ -713,7 +728,7 @@ func (r *run) beginStop() {
 	}
 	for _, u := range r.units {
 		if u.needsStop() && u.waitDependents == 0 {
-			r.stopUnit(u)
+			r.tryStop(u)
 		}
 	}
 	r.maybeEnd()
@@ -721,14 +736,22 @@ func (r *run) beginStop() {
 
 func (r *run) stopping() bool { return r.phase >= PhaseStopping }
 
+// tryStop stops u, unless it is still starting and its Start has returned
+// already: then whether it is stopped depends on whether it was ready,
+// which the loop learns from the messages still to come (ready, then
+// exited: it is stopped; exited alone: it failed to start and is not).
+func (r *run) tryStop(u *unit) {
+	if u.state == StateStarting && u.returned.Load() == int64(u.gen) {
+		u.stopPending = true
+		return
+	}
+	r.stopUnit(u)
+}
+
 // stopUnit calls u's Stop in a goroutine, with a context whose deadline is
 // u's own (see reserve and the budget rules in the package documentation).
 func (r *run) stopUnit(u *unit) {
-	if u.state == StateStarting && u.returned.Load() == int64(u.gen) {
-		// Its Start has returned before it was ready: it failed to start,
-		// and is not stopped. The loop learns it from msgExited.
-		return
-	}
+	u.stopPending = false
 	now := time.Now()
 	var end time.Time
 	if r.cause != nil {
@@ -813,7 +836,7 @@ func (r *run) settle(u *unit) {
 	for _, d := range u.needs {
 		d.waitDependents--
 		if d.waitDependents == 0 && d.needsStop() {
-			r.stopUnit(d)
+			r.tryStop(d)
 		}
 	}
 	r.maybeEnd()
@@ -907,6 +930,7 @@ func (r *run) abandon(u *unit) {
 	r.setErr(u, cerr)
 	r.emit(Event{Kind: EventAbandoned, Component: u.name, Err: cerr, Duration: time.Since(u.stopAt)})
 	u.gen++ // what its goroutines report from now on is stale
+	u.current.Store(int64(u.gen))
 	u.stopEnd()
 	u.cancel(r.causeOr(errStopped))
 	if r.stopping() {

@@ -117,6 +117,12 @@ type unit struct {
 	// when it decides whether a component still starting is to be stopped
 	// (one whose Start already failed is not).
 	returned atomic.Int64
+
+	// current is gen, for the goroutines of the unit: a Start whose Ready
+	// returns after its generation was abandoned is not called.
+	current atomic.Int64
+
+	stopPending bool // its turn to stop came while its ready or exit was on the way
 }
 
 // failure is one failure of a unit, for its restart policy and its status.
