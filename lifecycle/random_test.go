@@ -132,6 +132,11 @@ const (
 	rndAtStart    rndWhen = iota // as soon as it is ready
 	rndAfterReady                // once the Group has reported it ready (EventReady)
 	rndOnCommand                 // when the driver fires it, once the Group is running
+	rndAtDrain                   // when the drain begins (EventPhase draining): before its Stop
+	rndWhens
+
+	// For a failure before ready: rndAtStart is after its delay, and
+	rndAtShutdown = rndWhens // when the shutdown begins (EventShutdown): as the Group turns to stop it
 )
 
 // rndEnd is how the driver begins the shutdown if no component does.
@@ -209,7 +214,7 @@ func (p *rndPlan) String() string {
 		}
 		if c.start != sfNone {
 			fmt.Fprintf(&b, " %s", sfNames[c.start])
-			if c.start.fires() {
+			if c.start.fires() || c.start.before() && c.when == rndAtShutdown {
 				fmt.Fprintf(&b, "/when=%d", c.when)
 			}
 		}
@@ -281,7 +286,10 @@ func rndGenerate(r *rand.Rand) *rndPlan {
 			}
 		}
 		if c.start.fires() {
-			c.when = rndWhen(r.IntN(3))
+			c.when = rndWhen(r.IntN(int(rndWhens)))
+		}
+		if c.start.before() && c.start != sfHangBefore && r.IntN(2) == 0 {
+			c.when = rndAtShutdown
 		}
 		if c.readier {
 			c.delay = time.Duration(r.IntN(3)) * time.Millisecond
@@ -301,7 +309,9 @@ func rndGenerate(r *rand.Rand) *rndPlan {
 			switch c.start {
 			case sfFailBefore, sfPanicBefore, sfNilBefore:
 				c.start += sfFail - sfFailBefore
-				c.when = rndAfterReady
+				if c.when == rndAtStart {
+					c.when = rndAfterReady
+				}
 			case sfHangBefore:
 				c.start = sfHang
 			}
@@ -313,7 +323,7 @@ func rndGenerate(r *rand.Rand) *rndPlan {
 			c.drainF = rndDrain(rndPick(r, dfWeights[:]))
 		}
 		c.stopF = rndStop(rndPick(r, stWeights[:]))
-		if c.start == sfHangBefore || c.readyF == rfHang || c.readyF == rfNever {
+		if c.start == sfHangBefore || c.readyF == rfHang || c.readyF == rfNever || c.start.before() && c.when == rndAtShutdown {
 			// Never ready: the start timeout ends the start.
 			p.startTimeout = time.Duration(150+50*r.IntN(3)) * time.Millisecond
 		}
@@ -387,7 +397,7 @@ type rndComp struct {
 	// What a call saw when it began: the violations the checker reports.
 	abandoned         atomic.Bool // set by the observer at EventAbandoned in the stop phase
 	startAfterAbandon atomic.Bool
-	lateCall          atomic.Value // string: a call that began after Run returned
+	lateCall          atomic.Value // string: a Start that began after Run returned
 	drainAfterStop    atomic.Bool
 
 	mu          sync.Mutex
@@ -441,10 +451,13 @@ func (c *rndComp) init(name string, seq *atomic.Int64, over *atomic.Bool, releas
 }
 
 // enter records a call's beginning: its order, and whether it comes after
-// Run returned.
+// Run returned. Only a late Start is wrong: a Stop, a Drain or a Ready the
+// Group launched on a goroutine before it gave up on the component may be
+// scheduled after Run returned (Stop is called once even when its time is
+// up), but a component must not be started once the Group is over.
 func (c *rndComp) enter(what string, seq *atomic.Int64) {
 	seq.Store(c.seq.Add(1))
-	if c.over.Load() {
+	if what == "Start" && c.over.Load() {
 		c.lateCall.CompareAndSwap(nil, what)
 	}
 }
@@ -503,6 +516,13 @@ func (c *rndComp) Start(ctx context.Context) error {
 	}
 	if c.pause(c.delay) {
 		return nil
+	}
+	if c.start.before() && c.when == rndAtShutdown {
+		select {
+		case <-c.fire:
+		case <-c.quit:
+			return nil
+		}
 	}
 	switch c.start {
 	case sfFailBefore:
@@ -685,8 +705,20 @@ func rndRun(t testing.TB, p *rndPlan) *rndResult {
 			if ev.Phase == PhaseRunning {
 				runOnce.Do(func() { close(running) })
 			}
+			if ev.Phase == PhaseDraining {
+				for _, c := range p.comps {
+					if c.start.fires() && c.when == rndAtDrain {
+						c.fireNow()
+					}
+				}
+			}
 		case EventShutdown:
 			shutOnce.Do(func() { close(shut) }) // a second one is an error for rndCheck
+			for _, c := range p.comps {
+				if c.start.before() && c.when == rndAtShutdown {
+					c.fireNow()
+				}
+			}
 		case EventAbandoned:
 			if c := byName[ev.Component]; c != nil && ev.Phase == PhaseStopping {
 				c.abandoned.Store(true)
@@ -987,8 +1019,14 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 	if res.cause == nil || res.cause != sh.Err {
 		fail("Cause() = %v, EventShutdown.Err = %v; want the same, not nil", res.cause, sh.Err)
 	}
-	if b := sh.Deadline.Sub(sh.Time); b > p.budget || b < p.budget-rndSched {
-		fail("EventShutdown: deadline %v after the event; want the budget %v", b, p.budget)
+	// The Group took the time of the shutdown's beginning between the event
+	// before it (or Run's call) and this one.
+	shutdownBegan := res.began
+	if shutdown > 0 {
+		shutdownBegan = evs[shutdown-1].Time
+	}
+	if sh.Deadline.After(sh.Time.Add(p.budget)) || sh.Deadline.Before(shutdownBegan.Add(p.budget-rndSlop)) {
+		fail("EventShutdown: deadline %v after the event; want the budget %v", sh.Deadline.Sub(sh.Time), p.budget)
 	}
 	deadline := sh.Deadline
 	reachedRunning := false
@@ -1284,6 +1322,8 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 					fail("%s: Stop's ctx deadline %v after EventStopping.Deadline", c.name, ctxDL.Sub(ev.Deadline))
 				case ev.Deadline.Sub(ctxDL) > grace+rndSlop:
 					fail("%s: Stop's ctx ends %v before its deadline; want at most a fifth of its time %v (≤ %v)", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
+				case ev.Deadline.Sub(ctxDL) < min(maxHardGrace, max(own, 0)/5)-rndSlop:
+					fail("%s: Stop's ctx ends %v before its deadline; want a fifth of its time %v (≤ %v) to close hard", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
 				}
 				if ctxErr != nil && own >= rndSched {
 					fail("%s: Stop's ctx was done when Stop was called (%v), with %v to stop", c.name, ctxErr, own)
@@ -1393,10 +1433,11 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			fail("the drain did not begin as the shutdown did")
 		}
 		delay := d.Deadline.Sub(d.Time)
+		decided := evs[dr-1].Time
 		switch {
 		case !drainers && delay > 0:
 			fail("a drain delay of %v, with no Drainer", delay)
-		case drainers && (delay > p.drain || delay < p.drain-rndSched):
+		case drainers && (delay > p.drain || d.Deadline.Before(decided.Add(p.drain-rndSlop))):
 			fail("a drain delay of %v; want %v", delay, p.drain)
 		}
 		if sp, ok := phaseAt[PhaseStopping]; ok && evs[sp].Time.Before(d.Deadline.Add(-rndSlop)) {
@@ -1653,6 +1694,8 @@ type rndTally struct {
 	mu                                    sync.Mutex
 	runs, clean, running, faults, abandon int
 	timeouts, startTimeouts               int
+	crossed                               int           // Stops that crossed a failure before ready
+	afterAb, afterAbShort                 int           // stops right after an abandoned dependent; with < rndSched
 	late                                  time.Duration // the latest Run returned after its deadline
 }
 
@@ -1686,13 +1729,29 @@ func (y *rndTally) add(p *rndPlan, res *rndResult, failed bool) {
 	if errors.Is(res.err, ErrTimeout) {
 		y.timeouts++
 	}
+	for _, c := range p.comps {
+		if c.startFired.Load() && c.start.before() && c.stopCalls.Load() > 0 {
+			y.crossed++
+		}
+	}
+	// A stop that an abandonment let begin: the event after an EventAbandoned
+	// in the stop phase.
+	for i, ev := range res.events {
+		if ev.Kind == EventAbandoned && ev.Phase == PhaseStopping && i+1 < len(res.events) && res.events[i+1].Kind == EventStopping {
+			next := res.events[i+1]
+			y.afterAb++
+			if next.Deadline.Sub(next.Time) < rndSched {
+				y.afterAbShort++
+			}
+		}
+	}
 }
 
 func (y *rndTally) String() string {
 	y.mu.Lock()
 	defer y.mu.Unlock()
-	return fmt.Sprintf("%d schedules, %d clean; %d reached running; %d faults happened, %d abandonments, %d runs with ErrTimeout (%d start timeouts); Run returned at most %v after its deadline",
-		y.runs, y.clean, y.running, y.faults, y.abandon, y.timeouts, y.startTimeouts, y.late)
+	return fmt.Sprintf("%d schedules, %d clean; %d reached running; %d faults happened, %d abandonments, %d runs with ErrTimeout (%d start timeouts); %d Stops crossed a failure before ready; %d stops began at an abandonment, %d of them with less than %v to stop; Run returned at most %v after its deadline",
+		y.runs, y.clean, y.running, y.faults, y.abandon, y.timeouts, y.startTimeouts, y.crossed, y.afterAb, y.afterAbShort, rndSched, y.late)
 }
 
 // FuzzGroup runs the generator of TestRandom on a seed made from the input.
