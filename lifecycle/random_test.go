@@ -24,6 +24,30 @@ import (
 // The events are the truth about order: they are emitted one at a time from
 // the Group's own goroutine, in causal order, and the observer numbers them
 // from the same counter the components number their calls with.
+//
+// The rules checked on every schedule (rndCheck, one method per rule):
+//  1. a component starts only after everything it needs is ready, at once
+//     (only other starts come between), and never after the shutdown began;
+//  2. it stops only after everything that needs it has settled (stopped,
+//     abandoned, or failed before it was ready), and then at once;
+//  3. Start at most once; Stop exactly once if Start was called and did not
+//     fail before the component was ready, never otherwise;
+//  4. Run returns within the budget counted from EventShutdown (+ rndSlack);
+//  5. each stop's deadline follows the documented budget rule (the deadline
+//     less the component's reserve, or its StopTimeout), its Stop context
+//     ends a fifth of its time (at most 200 ms) before it and is live when
+//     the component has time, it is abandoned at that deadline and only if
+//     something of it hangs;
+//  6. Run's error holds every injected failure once, named, and nothing
+//     else; ErrTimeout iff something was abandoned, the start timed out or a
+//     Stop failed after its time ran out; the exit code matches;
+//  7. every call of a component that was not abandoned has returned when Run
+//     returns, no event comes after, and no goroutine of the run is left
+//     once the hanging calls are released;
+//  8. every Drainer that was running when the drain began gets Drain once,
+//     after readiness turned off and before its Stop;
+//  9. readiness turns off before the first Stop, and the drain delay is
+//     waited only where there is something to drain.
 
 // rndStart is what a component's Start does.
 type rndStart int
@@ -146,16 +170,16 @@ const (
 	rndCancel     rndEnd = iota // cancel Run's context once the Group is running
 	rndCancelAt                 // cancel Run's context when the at-th component is ready (0: before Run)
 	rndFire                     // fire the rndOnCommand components of fire once the Group is running
-	rndShutdown                 // call Shutdown(rndCause) once the Group is running
-	rndShutdownAt               // call Shutdown(rndCause) from the observer when the at-th component is ready (0: before Run)
+	rndShutdown                 // call Shutdown(errRndShutdown) once the Group is running
+	rndShutdownAt               // call Shutdown(errRndShutdown) from the observer when the at-th component is ready (0: before Run)
 	rndStopCall                 // call Stop(context.Background()) once the Group is running
 	rndEnds
 )
 
 var rndEndNames = [...]string{"cancel", "cancelat", "fire", "shutdown", "shutdownat", "stop"}
 
-// rndCause is the cause the driver gives Shutdown.
-var rndCause = errors.New("rnd: shutdown requested by the driver")
+// errRndShutdown is the cause the driver gives Shutdown.
+var errRndShutdown = errors.New("rnd: shutdown requested by the driver")
 
 // Times. The budget is large enough that a component given a tenth of it
 // (the reserve of one that has no StopTimeout) has much more than rndSched.
@@ -689,7 +713,7 @@ func rndRun(t testing.TB, p *rndPlan) *rndResult {
 		case rndCancelAt:
 			cancel()
 		case rndShutdownAt:
-			g.Shutdown(rndCause)
+			g.Shutdown(errRndShutdown)
 		}
 	}
 	observe := func(ev Event) {
@@ -776,7 +800,7 @@ func rndRun(t testing.TB, p *rndPlan) *rndResult {
 				cancel()
 			}
 		case rndShutdown:
-			g.Shutdown(rndCause)
+			g.Shutdown(errRndShutdown)
 		case rndStopCall:
 			stopCalled = true
 			go func() {
@@ -960,27 +984,71 @@ type rndAt struct {
 	starting, ready, exited, draining, drained, stopping, stopped, abandonStop, abandonDrain int
 }
 
-// rndCheck checks the contract on what the run recorded.
+// rndChecker checks what one run recorded against the contract. Its fields
+// are what the checks share: where the events are, and what they found.
+type rndChecker struct {
+	t     testing.TB
+	p     *rndPlan
+	res   *rndResult
+	evs   []rndEvent
+	index map[string]int // a component's place in the plan, by name
+
+	at       []rndAt       // where each component's events are
+	phaseAt  map[Phase]int // where the Group entered each phase
+	shutdown int           // where EventShutdown is
+	sh       Event         // EventShutdown
+	deadline time.Time     // the shutdown deadline
+	running  bool          // the Group reached running
+	reserves []time.Duration
+
+	abandoned, startTimeout, timeoutStop bool // what explains ErrTimeout
+}
+
+func (k *rndChecker) fail(format string, args ...any) {
+	k.t.Helper()
+	k.t.Errorf(format, args...)
+}
+
+// rndBefore reports whether event i happened, and before event j if j did.
+func rndBefore(i, j int) bool { return i >= 0 && (j < 0 || i < j) }
+
+// rndCheck checks the contract on what the run recorded; the numbers in the
+// comments are those of the rules in the package's task (issue 9).
 func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 	t.Helper()
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Errorf(format, args...)
+	k := &rndChecker{t: t, p: p, res: res, evs: res.events, index: map[string]int{}, reserves: rndReserves(p)}
+	for i, c := range p.comps {
+		k.index[c.name] = i
 	}
-	evs := res.events
 	defer func() {
 		if t.Failed() {
-			t.Logf("plan: %v\nRun took %v; err: %v\nevents:%s", p, res.end.Sub(res.began), res.err, rndDump(evs, res.began, rndPrefix(p)))
+			t.Logf("plan: %v\nRun took %v; err: %v\nevents:%s", p, res.end.Sub(res.began), res.err, rndDump(res.events, res.began, rndPrefix(p)))
 		}
 	}()
-	index := map[string]int{}
-	for i, c := range p.comps {
-		index[c.name] = i
+	k.group()
+	k.locate()
+	k.starts()
+	for ci := range p.comps {
+		k.calls(ci)
+		k.stopOrder(ci)
+		k.stopTime(ci)
+		k.drain(ci)
 	}
+	k.after()
+	k.readinessOff()
+	k.budget()
+	k.errors()
+}
 
+// group checks the Group's own events: phases in order, ending stopped; one
+// shutdown, with the budget as its deadline.
+func (k *rndChecker) group() {
+	t, p, res, evs, index := k.t, k.p, k.res, k.evs, k.index
+	fail := k.fail
 	// The Group's events: phases in order, ending stopped; one shutdown.
 	shutdown := -1
 	phaseAt := map[Phase]int{}
+	k.phaseAt = phaseAt
 	last := PhaseIdle
 	for i, ev := range evs {
 		switch ev.Kind {
@@ -1016,6 +1084,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		t.Fatalf("no EventShutdown")
 	}
 	sh := evs[shutdown].Event
+	k.shutdown, k.sh = shutdown, sh
 	if res.cause == nil || res.cause != sh.Err {
 		fail("Cause() = %v, EventShutdown.Err = %v; want the same, not nil", res.cause, sh.Err)
 	}
@@ -1028,17 +1097,22 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 	if sh.Deadline.After(sh.Time.Add(p.budget)) || sh.Deadline.Before(shutdownBegan.Add(p.budget-rndSlop)) {
 		fail("EventShutdown: deadline %v after the event; want the budget %v", sh.Deadline.Sub(sh.Time), p.budget)
 	}
-	deadline := sh.Deadline
-	reachedRunning := false
+	k.deadline = sh.Deadline
 	if i, ok := phaseAt[PhaseRunning]; ok {
-		reachedRunning = true
+		k.running = true
 		if i > shutdown {
 			fail("the Group entered running after the shutdown began")
 		}
 	}
+}
 
+// locate finds each component's events; each comes at most once.
+func (k *rndChecker) locate() {
+	p, evs, index := k.p, k.evs, k.index
+	fail := k.fail
 	// Where each component's events are; each at most once.
 	at := make([]rndAt, len(p.comps))
+	k.at = at
 	for i := range at {
 		at[i] = rndAt{-1, -1, -1, -1, -1, -1, -1, -1, -1}
 	}
@@ -1084,8 +1158,13 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		}
 		*slot = i
 	}
-	before := func(i, j int) bool { return i >= 0 && (j < 0 || i < j) } // i happened, and before j if j did
+}
 
+// starts checks rule 1: a component starts once all it needs is ready, at
+// once, never after the shutdown began.
+func (k *rndChecker) starts() {
+	p, evs, at, shutdown, phaseAt := k.p, k.evs, k.at, k.shutdown, k.phaseAt
+	fail := k.fail
 	// 1. Start: a component starts once everything it needs is ready, at
 	// once (only other starts in between), and never after the shutdown
 	// began; one whose needs were all ready before the shutdown started.
@@ -1094,7 +1173,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		if a.starting < 0 {
 			allReady := true
 			for _, d := range c.needs {
-				allReady = allReady && before(at[d].ready, shutdown)
+				allReady = allReady && rndBefore(at[d].ready, shutdown)
 			}
 			if _, ok := phaseAt[PhaseStarting]; allReady && ok {
 				fail("%s: everything it needs was ready before the shutdown, yet it never started", c.name)
@@ -1110,7 +1189,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		}
 		for _, d := range c.needs {
 			r := at[d].ready
-			if !before(r, a.starting) {
+			if !rndBefore(r, a.starting) {
 				fail("%s started before %s, which it needs, was ready", c.name, p.comps[d].name)
 			}
 			from = max(from, r)
@@ -1122,265 +1201,295 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			}
 		}
 	}
+}
 
-	// Per component: calls against events.
-	reserves := rndReserves(p)
-	abandoned, timeoutStop := false, false
-	for ci, c := range p.comps {
-		a := at[ci]
-		starts, stops, drains, readies := c.startCalls.Load(), c.stopCalls.Load(), c.drainCalls.Load(), c.readyCalls.Load()
-		if starts > 1 || stops > 1 || drains > 1 || readies > 1 {
-			fail("%s: Ready×%d Start×%d Stop×%d Drain×%d; want each at most once", c.name, readies, starts, stops, drains)
+// calls checks a component's calls against its events (rule 3: Start at
+// most once, Stop exactly once if it started and did not fail before it was
+// ready), its readiness, and that what began was settled.
+func (k *rndChecker) calls(ci int) {
+	p, res, evs, at, phaseAt := k.p, k.res, k.evs, k.at, k.phaseAt
+	fail := k.fail
+	c, a := p.comps[ci], at[ci]
+	starts, stops, drains, readies := c.startCalls.Load(), c.stopCalls.Load(), c.drainCalls.Load(), c.readyCalls.Load()
+	if starts > 1 || stops > 1 || drains > 1 || readies > 1 {
+		fail("%s: Ready×%d Start×%d Stop×%d Drain×%d; want each at most once", c.name, readies, starts, stops, drains)
+	}
+	if what, ok := c.lateCall.Load().(string); ok {
+		fail("%s: %s called after Run returned", c.name, what)
+	}
+	if c.startAfterAbandon.Load() {
+		fail("%s: Start called after the component was abandoned", c.name)
+	}
+	if a.abandonStop >= 0 || a.abandonDrain >= 0 {
+		k.abandoned = true
+	}
+	if a.starting < 0 {
+		if starts+stops+drains+readies != 0 || a.ready+a.exited+a.draining+a.stopping+a.abandonStop+a.abandonDrain != -6 {
+			fail("%s never started, but Ready×%d Start×%d Stop×%d Drain×%d, or events", c.name, readies, starts, stops, drains)
 		}
-		if what, ok := c.lateCall.Load().(string); ok {
-			fail("%s: %s called after Run returned", c.name, what)
-		}
-		if c.startAfterAbandon.Load() {
-			fail("%s: Start called after the component was abandoned", c.name)
-		}
-		if a.abandonStop >= 0 || a.abandonDrain >= 0 {
-			abandoned = true
-		}
-		if a.starting < 0 {
-			if starts+stops+drains+readies != 0 || a.ready+a.exited+a.draining+a.stopping+a.abandonStop+a.abandonDrain != -6 {
-				fail("%s never started, but Ready×%d Start×%d Stop×%d Drain×%d, or events", c.name, readies, starts, stops, drains)
-			}
-			continue
-		}
-		// Calls come after the events that announce them.
-		if starts == 1 && c.startSeq.Load() < evs[a.starting].seq {
-			fail("%s: Start called before EventStarting", c.name)
-		}
-		if c.readier && readies != 1 {
-			fail("%s: a Readier started, Ready called %d times; want 1", c.name, readies)
-		}
-		if starts == 0 && !(c.readyF == rfPanic || c.readyF == rfHang) {
-			fail("%s: EventStarting, but Start never called", c.name)
-		}
-		if stops == 1 && !before(a.stopping, -1) {
-			fail("%s: Stop called without EventStopping", c.name)
-		}
-		if a.stopping >= 0 && stops != 1 {
-			fail("%s: EventStopping, but Stop called %d times", c.name, stops)
-		}
-		if a.stopping >= 0 && c.stopSeq.Load() < evs[a.stopping].seq {
-			fail("%s: Stop called before EventStopping", c.name)
-		}
-		if drains == 1 && a.draining < 0 || a.draining >= 0 && drains != 1 {
-			fail("%s: Drain called %d times, EventDraining %t", c.name, drains, a.draining >= 0)
-		}
+		return
+	}
+	// Calls come after the events that announce them.
+	if starts == 1 && c.startSeq.Load() < evs[a.starting].seq {
+		fail("%s: Start called before EventStarting", c.name)
+	}
+	if c.readier && readies != 1 {
+		fail("%s: a Readier started, Ready called %d times; want 1", c.name, readies)
+	}
+	if starts == 0 && !(c.readyF == rfPanic || c.readyF == rfHang) {
+		fail("%s: EventStarting, but Start never called", c.name)
+	}
+	if stops == 1 && !rndBefore(a.stopping, -1) {
+		fail("%s: Stop called without EventStopping", c.name)
+	}
+	if a.stopping >= 0 && stops != 1 {
+		fail("%s: EventStopping, but Stop called %d times", c.name, stops)
+	}
+	if a.stopping >= 0 && c.stopSeq.Load() < evs[a.stopping].seq {
+		fail("%s: Stop called before EventStopping", c.name)
+	}
+	if drains == 1 && a.draining < 0 || a.draining >= 0 && drains != 1 {
+		fail("%s: Drain called %d times, EventDraining %t", c.name, drains, a.draining >= 0)
+	}
 
-		// Ready: reported only once the component said so; a channel closed
-		// before Start returned counts, before its exit.
-		if a.ready >= 0 {
-			if a.ready < a.starting {
-				fail("%s: ready before it started", c.name)
-			}
-			if c.readier && c.readyF != rfNil && (c.closedSeq.Load() == 0 || c.closedSeq.Load() > evs[a.ready].seq) {
-				fail("%s: EventReady before it closed its Ready channel", c.name)
-			}
-			if c.readyF == rfNever || c.readyF == rfPanic || c.start == sfHangBefore && c.readyF != rfNil {
-				fail("%s (%s %s) can never be ready, yet EventReady", c.name, rfNames[c.readyF], sfNames[c.start])
-			}
-		} else if c.readier && c.readyF == rfNone && c.closedSeq.Load() > 0 && a.exited >= 0 && !before(a.stopping, a.exited) {
-			fail("%s closed its Ready channel before its Start returned, but was never reported ready", c.name)
+	// Ready: reported only once the component said so; a channel closed
+	// before Start returned counts, before its exit.
+	if a.ready >= 0 {
+		if a.ready < a.starting {
+			fail("%s: ready before it started", c.name)
 		}
+		if c.readier && c.readyF != rfNil && (c.closedSeq.Load() == 0 || c.closedSeq.Load() > evs[a.ready].seq) {
+			fail("%s: EventReady before it closed its Ready channel", c.name)
+		}
+		if c.readyF == rfNever || c.readyF == rfPanic || c.start == sfHangBefore && c.readyF != rfNil {
+			fail("%s (%s %s) can never be ready, yet EventReady", c.name, rfNames[c.readyF], sfNames[c.start])
+		}
+	} else if c.readier && c.readyF == rfNone && c.closedSeq.Load() > 0 && a.exited >= 0 && !rndBefore(a.stopping, a.exited) {
+		fail("%s closed its Ready channel before its Start returned, but was never reported ready", c.name)
+	}
 
-		// 3. Stopped exactly once if it started and did not fail before it
-		// was ready; never if it failed before (the engine cannot know in
-		// the instant the failure and the Stop cross: then Stop comes
-		// before the exit).
-		failedBefore := a.exited >= 0 && !before(a.ready, a.exited) && !before(a.stopping, a.exited)
-		if failedBefore && a.stopping >= 0 {
-			fail("%s: its Start failed before it was ready, yet it was stopped", c.name)
-		}
-		if !failedBefore && a.stopping < 0 {
-			fail("%s: started (ready %t, Start returned %t), but never stopped", c.name, a.ready >= 0, a.exited >= 0)
-		}
+	// 3. Stopped exactly once if it started and did not fail before it
+	// was ready; never if it failed before (the engine cannot know in
+	// the instant the failure and the Stop cross: then Stop comes
+	// before the exit).
+	failedBefore := a.exited >= 0 && !rndBefore(a.ready, a.exited) && !rndBefore(a.stopping, a.exited)
+	if failedBefore && a.stopping >= 0 {
+		fail("%s: its Start failed before it was ready, yet it was stopped", c.name)
+	}
+	if !failedBefore && a.stopping < 0 {
+		fail("%s: started (ready %t, Start returned %t), but never stopped", c.name, a.ready >= 0, a.exited >= 0)
+	}
 
-		// Everything that began is settled before the run ends: stopped,
-		// abandoned, or failed before it was ready.
-		if a.stopping >= 0 && (a.stopped >= 0) == (a.abandonStop >= 0) {
-			fail("%s: stopping, then stopped %t and abandoned %t; want exactly one", c.name, a.stopped >= 0, a.abandonStop >= 0)
+	// Everything that began is settled before the run ends: stopped,
+	// abandoned, or failed before it was ready.
+	if a.stopping >= 0 && (a.stopped >= 0) == (a.abandonStop >= 0) {
+		fail("%s: stopping, then stopped %t and abandoned %t; want exactly one", c.name, a.stopped >= 0, a.abandonStop >= 0)
+	}
+	for _, k := range []int{a.stopped, a.abandonStop} {
+		if k >= 0 && k < a.stopping {
+			fail("%s: %v before EventStopping", c.name, evs[k].Kind)
 		}
-		for _, k := range []int{a.stopped, a.abandonStop} {
-			if k >= 0 && k < a.stopping {
-				fail("%s: %v before EventStopping", c.name, evs[k].Kind)
+		if k >= 0 && k > phaseAt[PhaseStopped] {
+			fail("%s: %v after the Group stopped", c.name, evs[k].Kind)
+		}
+	}
+	// A Start that had not returned when Run returned is abandoned.
+	if a.abandonStop < 0 && (a.exited < 0 || res.openStart[ci] || res.openReady[ci] || res.openStop[ci]) {
+		fail("%s: not abandoned, but when Run returned: EventExited %t, in Ready %t, in Start %t, in Stop %t",
+			c.name, a.exited >= 0, res.openReady[ci], res.openStart[ci], res.openStop[ci])
+	}
+	if a.abandonDrain < 0 && res.openDrain[ci] {
+		fail("%s: its Drain had not returned when Run returned, and it was not abandoned", c.name)
+	}
+	if a.exited >= 0 {
+		exitErr := evs[a.exited].Err
+		var pe *PanicError
+		switch {
+		case c.readyFired.Load():
+			if !errors.As(exitErr, &pe) || pe.Value != c.panics[0] {
+				fail("%s: Ready panicked, EventExited.Err = %v", c.name, exitErr)
 			}
-			if k >= 0 && k > phaseAt[PhaseStopped] {
-				fail("%s: %v after the Group stopped", c.name, evs[k].Kind)
+		case c.startFired.Load() && (c.start == sfFail || c.start == sfFailBefore):
+			if !errors.Is(exitErr, c.startErr) {
+				fail("%s: Start failed, EventExited.Err = %v", c.name, exitErr)
 			}
+		case c.startFired.Load() && (c.start == sfPanic || c.start == sfPanicBefore):
+			if !errors.As(exitErr, &pe) || pe.Value != c.panics[1] || len(pe.Stack) == 0 {
+				fail("%s: Start panicked, EventExited.Err = %v", c.name, exitErr)
+			}
+		case exitErr != nil:
+			fail("%s: Start returned nil, EventExited.Err = %v", c.name, exitErr)
 		}
-		// A Start that had not returned when Run returned is abandoned.
-		if a.abandonStop < 0 && (a.exited < 0 || res.openStart[ci] || res.openReady[ci] || res.openStop[ci]) {
-			fail("%s: not abandoned, but when Run returned: EventExited %t, in Ready %t, in Start %t, in Stop %t",
-				c.name, a.exited >= 0, res.openReady[ci], res.openStart[ci], res.openStop[ci])
+	}
+}
+
+// stopOrder checks rule 2: a component stops once all that needs it has
+// settled, and then at once.
+func (k *rndChecker) stopOrder(ci int) {
+	p, evs, at, shutdown, phaseAt := k.p, k.evs, k.at, k.shutdown, k.phaseAt
+	fail := k.fail
+	c, a := p.comps[ci], at[ci]
+	// 2. Stop: only once everything that needs it has settled, and then
+	// at once (only other stops in between).
+	if a.stopping >= 0 {
+		if a.stopping < shutdown {
+			fail("%s stopped before the shutdown began", c.name)
 		}
-		if a.abandonDrain < 0 && res.openDrain[ci] {
-			fail("%s: its Drain had not returned when Run returned, and it was not abandoned", c.name)
+		from, ok := phaseAt[PhaseStopping]
+		if !ok || from > a.stopping {
+			fail("%s: EventStopping before the stop phase", c.name)
 		}
-		if a.exited >= 0 {
-			exitErr := evs[a.exited].Err
-			var pe *PanicError
+		for di, d := range p.comps {
+			if !rndContains(d.needs, ci) || at[di].starting < 0 {
+				continue
+			}
+			da := at[di]
+			settled := -1
 			switch {
-			case c.readyFired.Load():
-				if !errors.As(exitErr, &pe) || pe.Value != c.panics[0] {
-					fail("%s: Ready panicked, EventExited.Err = %v", c.name, exitErr)
-				}
-			case c.startFired.Load() && (c.start == sfFail || c.start == sfFailBefore):
-				if !errors.Is(exitErr, c.startErr) {
-					fail("%s: Start failed, EventExited.Err = %v", c.name, exitErr)
-				}
-			case c.startFired.Load() && (c.start == sfPanic || c.start == sfPanicBefore):
-				if !errors.As(exitErr, &pe) || pe.Value != c.panics[1] || len(pe.Stack) == 0 {
-					fail("%s: Start panicked, EventExited.Err = %v", c.name, exitErr)
-				}
-			case exitErr != nil:
-				fail("%s: Start returned nil, EventExited.Err = %v", c.name, exitErr)
+			case da.stopped >= 0:
+				settled = da.stopped
+			case da.abandonStop >= 0:
+				settled = da.abandonStop
+			case da.stopping < 0 && da.exited >= 0:
+				settled = da.exited // failed before it was ready
 			}
+			if !rndBefore(settled, a.stopping) {
+				fail("%s stopped before %s, which needs it, had settled", c.name, d.name)
+			}
+			from = max(from, settled)
 		}
-
-		// 2. Stop: only once everything that needs it has settled, and then
-		// at once (only other stops in between).
-		if a.stopping >= 0 {
-			if a.stopping < shutdown {
-				fail("%s stopped before the shutdown began", c.name)
-			}
-			from, ok := phaseAt[PhaseStopping]
-			if !ok || from > a.stopping {
-				fail("%s: EventStopping before the stop phase", c.name)
-			}
-			for di, d := range p.comps {
-				if !rndContains(d.needs, ci) || at[di].starting < 0 {
-					continue
-				}
-				da := at[di]
-				settled := -1
-				switch {
-				case da.stopped >= 0:
-					settled = da.stopped
-				case da.abandonStop >= 0:
-					settled = da.abandonStop
-				case da.stopping < 0 && da.exited >= 0:
-					settled = da.exited // failed before it was ready
-				}
-				if !before(settled, a.stopping) {
-					fail("%s stopped before %s, which needs it, had settled", c.name, d.name)
-				}
-				from = max(from, settled)
-			}
-			for k := from + 1; k < a.stopping; k++ {
-				if evs[k].Kind != EventStopping {
-					fail("%s stopped late: %v %s came between what it waited for and its stop", c.name, evs[k].Kind, evs[k].Component)
-					break
-				}
-			}
-		}
-
-		// 5. The stop's deadline and context, and abandonment.
-		if a.stopping >= 0 {
-			ev := evs[a.stopping]
-			own := ev.Deadline.Sub(ev.Time) // the time it was given
-			// The Group decided its deadline at some moment between the
-			// previous event and this one.
-			decided := evs[a.stopping-1].Time
-			if ev.Deadline.After(deadline) && ev.Deadline.After(ev.Time) {
-				fail("%s: EventStopping.Deadline %v after the shutdown deadline, which had not passed", c.name, ev.Deadline.Sub(deadline))
-			}
-			if ev.Deadline.Before(decided) {
-				fail("%s: EventStopping.Deadline %v before the Group decided it", c.name, decided.Sub(ev.Deadline))
-			}
-			if c.stopTimeout > 0 && own > c.stopTimeout {
-				fail("%s: %v to stop; want at most its StopTimeout %v", c.name, own, c.stopTimeout)
-			}
-			// The budget rule of the package documentation: its stop ends at
-			// the deadline less its reserve, or at its StopTimeout, but not
-			// before the moment it begins.
-			end := func(now time.Time) time.Time {
-				e := deadline.Add(-reserves[ci])
-				if c.stopTimeout > 0 && now.Add(c.stopTimeout).Before(e) {
-					e = now.Add(c.stopTimeout)
-				}
-				if e.Before(now) {
-					e = now
-				}
-				return e
-			}
-			if lo, hi := end(decided), end(ev.Time); ev.Deadline.Before(lo.Add(-rndSlop)) || ev.Deadline.After(hi.Add(rndSlop)) {
-				fail("%s: EventStopping.Deadline +%v; want between +%v and +%v (reserve %v)", c.name,
-					ev.Deadline.Sub(res.began), lo.Sub(res.began), hi.Sub(res.began), reserves[ci])
-			}
-			c.mu.Lock()
-			ctxErr, ctxDL, ctxHas, ctxDone := c.stopCtxErr, c.stopCtxDL, c.stopCtxHas, c.stopCtxDone
-			c.mu.Unlock()
-			if stops == 1 {
-				grace := min(maxHardGrace, ev.Deadline.Sub(decided)/5)
-				switch {
-				case !ctxHas:
-					fail("%s: Stop's ctx has no deadline", c.name)
-				case ctxDL.After(ev.Deadline):
-					fail("%s: Stop's ctx deadline %v after EventStopping.Deadline", c.name, ctxDL.Sub(ev.Deadline))
-				case ev.Deadline.Sub(ctxDL) > grace+rndSlop:
-					fail("%s: Stop's ctx ends %v before its deadline; want at most a fifth of its time %v (≤ %v)", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
-				case ev.Deadline.Sub(ctxDL) < min(maxHardGrace, max(own, 0)/5)-rndSlop:
-					fail("%s: Stop's ctx ends %v before its deadline; want a fifth of its time %v (≤ %v) to close hard", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
-				}
-				if ctxErr != nil && own >= rndSched {
-					fail("%s: Stop's ctx was done when Stop was called (%v), with %v to stop", c.name, ctxErr, own)
-				}
-				if ctxDone && (c.stopF == stFail || c.stopF == stSlow) && c.stopFired.Load() {
-					timeoutStop = true // its error is tagged with ErrTimeout
-				}
-			}
-			if ab := a.abandonStop; ab >= 0 {
-				t := evs[ab].Time
-				if t.Before(ev.Deadline.Add(-rndSlop)) {
-					fail("%s abandoned %v before its deadline", c.name, ev.Deadline.Sub(t))
-				}
-				if t.After(ev.Deadline.Add(rndSlack)) {
-					fail("%s abandoned %v after its deadline", c.name, t.Sub(ev.Deadline))
-				}
-				hangs := c.startHung.Load() || c.readyHung.Load() || c.stopHung.Load() || c.stopF == stSlow
-				if !hangs && own >= rndSched {
-					fail("%s abandoned though nothing of it hangs, with %v to stop", c.name, own)
-				}
-			}
-		}
-		if (c.startHung.Load() || c.readyHung.Load() || c.stopHung.Load()) && a.stopping >= 0 && a.abandonStop < 0 {
-			fail("%s hangs until released, and was stopped, but not abandoned", c.name)
-		}
-
-		// 8. Drain: every Drainer running when the drain began, once, after
-		// readiness turned off and before its Stop.
-		dr, hasDr := phaseAt[PhaseDraining]
-		wantDrain := c.drainer && hasDr && before(a.ready, dr)
-		if wantDrain != (a.draining >= 0) {
-			fail("%s: Drainer %t, ready before the drain %t, but EventDraining %t", c.name, c.drainer, hasDr && before(a.ready, dr), a.draining >= 0)
-		}
-		if a.draining >= 0 {
-			if a.draining < dr {
-				fail("%s: Drain before readiness turned off", c.name)
-			}
-			if !before(a.draining, a.stopping) || c.drainAfterStop.Load() {
-				fail("%s: Drain not before its Stop", c.name)
-			}
-			if c.drainSeq.Load() < evs[a.draining].seq {
-				fail("%s: Drain called before EventDraining", c.name)
-			}
-			if (a.drained >= 0) == (a.abandonDrain >= 0) {
-				fail("%s: Drain returned %t, abandoned %t; want exactly one", c.name, a.drained >= 0, a.abandonDrain >= 0)
-			}
-			if a.abandonDrain >= 0 {
-				if !c.drainHung.Load() {
-					fail("%s: Drain abandoned, though it returns at once", c.name)
-				}
-				if t := evs[a.abandonDrain].Time; t.Before(evs[dr].Deadline.Add(-rndSlop)) || t.After(deadline.Add(rndSlack)) {
-					fail("%s: Drain abandoned at +%v: not between the end of the drain delay and the deadline", c.name, t.Sub(res.began))
-				}
+		for k := from + 1; k < a.stopping; k++ {
+			if evs[k].Kind != EventStopping {
+				fail("%s stopped late: %v %s came between what it waited for and its stop", c.name, evs[k].Kind, evs[k].Component)
+				break
 			}
 		}
 	}
+}
 
+// stopTime checks rule 5: a component's time to stop (the budget rule), its
+// Stop's context, and its abandonment.
+func (k *rndChecker) stopTime(ci int) {
+	p, res, evs, at, deadline, reserves := k.p, k.res, k.evs, k.at, k.deadline, k.reserves
+	fail := k.fail
+	c, a := p.comps[ci], at[ci]
+	stops := c.stopCalls.Load()
+	// 5. The stop's deadline and context, and abandonment.
+	if a.stopping >= 0 {
+		ev := evs[a.stopping]
+		own := ev.Deadline.Sub(ev.Time) // the time it was given
+		// The Group decided its deadline at some moment between the
+		// previous event and this one.
+		decided := evs[a.stopping-1].Time
+		if ev.Deadline.After(deadline) && ev.Deadline.After(ev.Time) {
+			fail("%s: EventStopping.Deadline %v after the shutdown deadline, which had not passed", c.name, ev.Deadline.Sub(deadline))
+		}
+		if ev.Deadline.Before(decided) {
+			fail("%s: EventStopping.Deadline %v before the Group decided it", c.name, decided.Sub(ev.Deadline))
+		}
+		if c.stopTimeout > 0 && own > c.stopTimeout {
+			fail("%s: %v to stop; want at most its StopTimeout %v", c.name, own, c.stopTimeout)
+		}
+		// The budget rule of the package documentation: its stop ends at
+		// the deadline less its reserve, or at its StopTimeout, but not
+		// before the moment it begins.
+		end := func(now time.Time) time.Time {
+			e := deadline.Add(-reserves[ci])
+			if c.stopTimeout > 0 && now.Add(c.stopTimeout).Before(e) {
+				e = now.Add(c.stopTimeout)
+			}
+			if e.Before(now) {
+				e = now
+			}
+			return e
+		}
+		if lo, hi := end(decided), end(ev.Time); ev.Deadline.Before(lo.Add(-rndSlop)) || ev.Deadline.After(hi.Add(rndSlop)) {
+			fail("%s: EventStopping.Deadline +%v; want between +%v and +%v (reserve %v)", c.name,
+				ev.Deadline.Sub(res.began), lo.Sub(res.began), hi.Sub(res.began), reserves[ci])
+		}
+		c.mu.Lock()
+		ctxErr, ctxDL, ctxHas, ctxDone := c.stopCtxErr, c.stopCtxDL, c.stopCtxHas, c.stopCtxDone
+		c.mu.Unlock()
+		if stops == 1 {
+			grace := min(maxHardGrace, ev.Deadline.Sub(decided)/5)
+			switch {
+			case !ctxHas:
+				fail("%s: Stop's ctx has no deadline", c.name)
+			case ctxDL.After(ev.Deadline):
+				fail("%s: Stop's ctx deadline %v after EventStopping.Deadline", c.name, ctxDL.Sub(ev.Deadline))
+			case ev.Deadline.Sub(ctxDL) > grace+rndSlop:
+				fail("%s: Stop's ctx ends %v before its deadline; want at most a fifth of its time %v (≤ %v)", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
+			case ev.Deadline.Sub(ctxDL) < min(maxHardGrace, max(own, 0)/5)-rndSlop:
+				fail("%s: Stop's ctx ends %v before its deadline; want a fifth of its time %v (≤ %v) to close hard", c.name, ev.Deadline.Sub(ctxDL), own, maxHardGrace)
+			}
+			if ctxErr != nil && own >= rndSched {
+				fail("%s: Stop's ctx was done when Stop was called (%v), with %v to stop", c.name, ctxErr, own)
+			}
+			if ctxDone && (c.stopF == stFail || c.stopF == stSlow) && c.stopFired.Load() {
+				k.timeoutStop = true // its error is tagged with ErrTimeout
+			}
+		}
+		if ab := a.abandonStop; ab >= 0 {
+			t := evs[ab].Time
+			if t.Before(ev.Deadline.Add(-rndSlop)) {
+				fail("%s abandoned %v before its deadline", c.name, ev.Deadline.Sub(t))
+			}
+			if t.After(ev.Deadline.Add(rndSlack)) {
+				fail("%s abandoned %v after its deadline", c.name, t.Sub(ev.Deadline))
+			}
+			hangs := c.startHung.Load() || c.readyHung.Load() || c.stopHung.Load() || c.stopF == stSlow
+			if !hangs && own >= rndSched {
+				fail("%s abandoned though nothing of it hangs, with %v to stop", c.name, own)
+			}
+		}
+	}
+	if (c.startHung.Load() || c.readyHung.Load() || c.stopHung.Load()) && a.stopping >= 0 && a.abandonStop < 0 {
+		fail("%s hangs until released, and was stopped, but not abandoned", c.name)
+	}
+}
+
+// drain checks rule 8: every Drainer running when the drain began gets
+// Drain once, after readiness turned off and before its Stop.
+func (k *rndChecker) drain(ci int) {
+	p, res, evs, at, phaseAt, deadline := k.p, k.res, k.evs, k.at, k.phaseAt, k.deadline
+	fail := k.fail
+	c, a := p.comps[ci], at[ci]
+	// 8. Drain: every Drainer running when the drain began, once, after
+	// readiness turned off and before its Stop.
+	dr, hasDr := phaseAt[PhaseDraining]
+	wantDrain := c.drainer && hasDr && rndBefore(a.ready, dr)
+	if wantDrain != (a.draining >= 0) {
+		fail("%s: Drainer %t, ready before the drain %t, but EventDraining %t", c.name, c.drainer, hasDr && rndBefore(a.ready, dr), a.draining >= 0)
+	}
+	if a.draining >= 0 {
+		if a.draining < dr {
+			fail("%s: Drain before readiness turned off", c.name)
+		}
+		if !rndBefore(a.draining, a.stopping) || c.drainAfterStop.Load() {
+			fail("%s: Drain not before its Stop", c.name)
+		}
+		if c.drainSeq.Load() < evs[a.draining].seq {
+			fail("%s: Drain called before EventDraining", c.name)
+		}
+		if (a.drained >= 0) == (a.abandonDrain >= 0) {
+			fail("%s: Drain returned %t, abandoned %t; want exactly one", c.name, a.drained >= 0, a.abandonDrain >= 0)
+		}
+		if a.abandonDrain >= 0 {
+			if !c.drainHung.Load() {
+				fail("%s: Drain abandoned, though it returns at once", c.name)
+			}
+			if t := evs[a.abandonDrain].Time; t.Before(evs[dr].Deadline.Add(-rndSlop)) || t.After(deadline.Add(rndSlack)) {
+				fail("%s: Drain abandoned at +%v: not between the end of the drain delay and the deadline", c.name, t.Sub(res.began))
+			}
+		}
+	}
+}
+
+// after checks what the Group says once Run returned: its readiness, and
+// each component's final state, as the events tell it.
+func (k *rndChecker) after() {
+	p, res, at, reachedRunning := k.p, k.res, k.at, k.running
+	fail := k.fail
 	// What the Group says after Run: its readiness, and each component's
 	// final state, as the events tell it.
 	if got := rndIsClosed(res.ready); got != reachedRunning {
@@ -1405,7 +1514,13 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			}
 		}
 	}
+}
 
+// readinessOff checks rule 9, and that the drain delay is waited only where
+// there is something to drain.
+func (k *rndChecker) readinessOff() {
+	p, evs, shutdown, phaseAt, reachedRunning := k.p, k.evs, k.shutdown, k.phaseAt, k.running
+	fail := k.fail
 	// 9. Readiness off before any Stop; the drain delay only where there is
 	// something to drain.
 	firstStop := -1
@@ -1444,7 +1559,12 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			fail("the stop began %v before the end of the drain delay", d.Deadline.Sub(evs[sp].Time))
 		}
 	}
+}
 
+// budget checks rule 4: Run returns within the budget.
+func (k *rndChecker) budget() {
+	p, res, deadline, reachedRunning := k.p, k.res, k.deadline, k.running
+	fail := k.fail
 	// 4. Run returns within the budget.
 	if late := res.end.Sub(deadline); late > rndSlack {
 		fail("Run returned %v after the shutdown deadline (budget %v)", late, p.budget)
@@ -1454,7 +1574,14 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			fail("Stop returned %v in phase %v; want nil, once the Group stopped", res.stopErr, res.stopPhase)
 		}
 	}
+}
 
+// errors checks rule 6: each error a *ComponentError explained by a fault
+// that happened or an abandonment, each fault in the error once, the cause,
+// ErrTimeout and the exit code.
+func (k *rndChecker) errors() {
+	t, p, res, evs, at, index, shutdown, phaseAt, sh := k.t, k.p, k.res, k.evs, k.at, k.index, k.shutdown, k.phaseAt, k.sh
+	fail := k.fail
 	// 6. Errors: each a *ComponentError, explained by a fault that fired or
 	// an abandonment; each fault that fired is in the error once.
 	comps, others := rndLeaves(res.err)
@@ -1466,7 +1593,6 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		what string
 	}
 	seen := map[site]*ComponentError{}
-	startTimeout := false
 	for _, ce := range comps {
 		ci, ok := index[ce.Component]
 		if !ok {
@@ -1482,8 +1608,8 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 				return false
 			}
 			switch {
-			case !before(a.ready, a.exited):
-				return ce.Phase == PhaseStarting || ce.Phase == PhaseStopping && before(a.stopping, a.exited)
+			case !rndBefore(a.ready, a.exited):
+				return ce.Phase == PhaseStarting || ce.Phase == PhaseStopping && rndBefore(a.stopping, a.exited)
 			case a.exited < shutdown:
 				return ce.Phase == PhaseRunning
 			}
@@ -1512,12 +1638,12 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 			what, ok = "slow stop", c.stopF == stSlow && c.stopFired.Load() && ce.Phase == PhaseStopping && errors.Is(ce, ErrTimeout)
 		case errors.Is(ce, ErrExited):
 			what, ok = "exit", (c.start == sfNil || c.start == sfNilBefore) && c.startFired.Load() && startPhase()
-			if ok && a.exited > shutdown && before(a.ready, a.exited) {
+			if ok && a.exited > shutdown && rndBefore(a.ready, a.exited) {
 				fail("%s returned nil after the shutdown began, yet its error says it exited: %v", c.name, ce)
 			}
 		case errors.Is(ce, ErrTimeout) && ce.Phase == PhaseStarting:
 			what, ok = "start timeout", a.ready < 0 || a.ready > shutdown
-			startTimeout = true
+			k.startTimeout = true
 			if ce != sh.Err {
 				fail("a start timeout, not the shutdown's cause: %v", ce)
 			}
@@ -1562,7 +1688,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 		if c.startFired.Load() && (c.start == sfNil || c.start == sfNilBefore) && !stopAb {
 			// A nil return is a failure while nothing asked the component to
 			// end: before the shutdown, or before it was ready and stopped.
-			need("exit", a.exited < shutdown || !before(a.ready, a.exited) && !before(a.stopping, a.exited))
+			need("exit", a.exited < shutdown || !rndBefore(a.ready, a.exited) && !rndBefore(a.stopping, a.exited))
 		}
 	}
 	var ce *ComponentError
@@ -1572,7 +1698,7 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 
 	// The cause.
 	switch cause := res.cause; {
-	case cause == rndCause:
+	case cause == errRndShutdown:
 		if p.end != rndShutdown && p.end != rndShutdownAt {
 			fail("cause %v, though the driver did not call Shutdown", cause)
 		}
@@ -1598,8 +1724,8 @@ func rndCheck(t testing.TB, p *rndPlan, res *rndResult) {
 	// Stop failed after its time ran out; the exit code.
 	code := ExitCode(res.err)
 	timedOut := errors.Is(res.err, ErrTimeout)
-	if timedOut != (abandoned || startTimeout || timeoutStop) {
-		fail("errors.Is(err, ErrTimeout) = %t; abandoned %t, start timeout %t, Stop failed late %t", timedOut, abandoned, startTimeout, timeoutStop)
+	if timedOut != (k.abandoned || k.startTimeout || k.timeoutStop) {
+		fail("errors.Is(err, ErrTimeout) = %t; abandoned %t, start timeout %t, Stop failed late %t", timedOut, k.abandoned, k.startTimeout, k.timeoutStop)
 	}
 	switch {
 	case errors.Is(res.err, ErrForced):
