@@ -69,9 +69,9 @@ type regFailNow struct{}
 func (regFailNow) Start(context.Context) error { return errors.New("a failed") }
 func (regFailNow) Stop(context.Context) error  { return nil }
 
-// TestRegressReadyAfterStopBegan: engine bug found by TestRandom (about one
-// run of its 300 seeds in two, under load, before rndBugReadyAfterStop
-// gated it: c4 panics while the others start; c5, not a Readier, fails at
+// TestRegressReadyAfterStopBegan: engine bug found by TestRandom (one or two
+// of its 300 seeds per run, depending on load, before rndBugReadyAfterStop
+// gated them; e.g.: c4 panics while the others start; c5, not a Readier, fails at
 // once, and its ready and its exit reach the Group only after the stop phase
 // began). Run never returns, not even at the shutdown deadline. Once this
 // test passes, set rndBugReadyAfterStop to false.
