@@ -100,9 +100,9 @@ func (t *turns) end() bool {
 // returns nil. A fn that hands its context to the work in hand therefore
 // has it cancelled at Stop: use [Worker] for work that should complete.
 //
-// The component is ready once fn is about to be called. After a Stop before
-// Start, fn is not called. It may be started again after Stop (see
-// [Restart]): each Start calls fn anew.
+// The component is ready once fn is being called: a Group stopped the moment
+// it runs has called fn. After a Stop before Start, fn is not called. It may
+// be started again after Stop (see [Restart]): each Start calls fn anew.
 func Func(fn func(ctx context.Context) error) Component {
 	return &funcComponent{fn: fn}
 }
@@ -129,6 +129,7 @@ func (f *funcComponent) Start(ctx context.Context) error {
 	f.mu.Unlock()
 	defer close(done)
 	defer cancel(nil)
+	reportReady(ctx)
 	err := f.fn(ctx)
 	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
 		err = nil
@@ -165,7 +166,7 @@ func (f *funcComponent) Stop(ctx context.Context) error {
 // the cause otherwise. A fn that returns nil, or ctx's error once ctx is
 // cancelled, has stopped cleanly.
 //
-// The component is ready once fn is about to be called. After a Stop before
+// The component is ready once fn is being called. After a Stop before
 // Start, fn is not called. It may be started again after Stop (see
 // [Restart]): each Start calls fn anew.
 func Worker(fn func(ctx context.Context, stopping <-chan struct{}) error) Component {
@@ -195,6 +196,7 @@ func (w *workerComponent) Start(ctx context.Context) error {
 	w.mu.Unlock()
 	defer close(done)
 	defer cancel(nil)
+	reportReady(ctx)
 	err := w.fn(ctx, stopping)
 	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.Cause(ctx))) {
 		err = nil
@@ -339,7 +341,9 @@ var errOpenPanicked = errors.New("lifecycle: start hook panicked")
 // watch it).
 type selfReady interface{ selfReady() }
 
-func (h *hooksComponent) selfReady() {}
+func (h *hooksComponent) selfReady()  {}
+func (f *funcComponent) selfReady()   {}
+func (w *workerComponent) selfReady() {}
 
 // readyKey carries the function that tells the Group a component is ready.
 type readyKey struct{}
