@@ -186,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}, httpcomponent.WithHealth(g))
 	// The gRPC server has the grpc.health.v1 service: SERVING once the whole
 	// Group runs, NOT_SERVING from the first moment of the drain.
-	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithServingAfter(g))
+	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithHealth(g))
 	grpcServer.GRPC().RegisterService(&jobsDesc, &jobsServer{q: q, log: log})
 
 	// The database is needed by everything, so it opens first and closes
