@@ -404,8 +404,12 @@ func (s *Server) Stop(ctx context.Context) error {
 			// listener itself once it sees the stop.
 			select {
 			case <-s.settled:
-			case <-ctx.Done():
-				return nil
+			default:
+				select {
+				case <-s.settled:
+				case <-ctx.Done():
+					return nil
+				}
 			}
 		} else if first && lis != nil {
 			_ = lis.Close() // the listener of WithListener, never served

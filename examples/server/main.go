@@ -173,17 +173,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	mux.Handle("POST /jobs", enqueueHandler(q, log))
 	mux.Handle("GET /jobs/stats", statsHandler(q, log))
 	mux.Handle("GET /healthz", g.LiveHandler())
-	httpServer := httpcomponent.New(&http.Server{
-		Addr:              o.httpAddr,
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       time.Minute,
-		ConnState: func(c net.Conn, st http.ConnState) {
+	httpServer := httpcomponent.New(o.httpAddr, mux, httpcomponent.WithHealth(g),
+		httpcomponent.WithConnState(func(c net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				log.Debug("http: connection accepted", "remote", c.RemoteAddr().String())
 			}
-		},
-	}, httpcomponent.WithHealth(g))
+		}))
+	httpServer.HTTP().ReadHeaderTimeout = 5 * time.Second
+	httpServer.HTTP().IdleTimeout = time.Minute
 	// The gRPC server has the grpc.health.v1 service: SERVING once the whole
 	// Group runs, NOT_SERVING from the first moment of the drain.
 	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithHealth(g))
