@@ -24,6 +24,7 @@ type listener struct {
 	accepting int           // Accept calls running
 	quietOnce sync.Once
 	took      chan struct{} // closed and replaced after each Accept, during drainQueue
+	shut      bool          // drainQueue shut the socket down
 }
 
 // newListener wraps ln. owned says whether the Server bound it itself: only
@@ -62,13 +63,13 @@ func (l *listener) Accept() (net.Conn, error) {
 	l.acceptedLocked()
 	l.accepting--
 	l.checkQuiet()
-	draining, closed := l.draining, l.closed
+	draining, shut := l.draining, l.shut || l.closed
 	l.mu.Unlock()
 	if err == nil {
 		return c, nil
 	}
 	if draining == nil {
-		if closed {
+		if shut {
 			return nil, l.closedErr()
 		}
 		return nil, err
@@ -152,6 +153,6 @@ func (l *listener) drain(ctx context.Context, limit time.Duration) {
 	if tl := unwrapTCP(l.Listener); tl != nil {
 		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		l.drainQueue(ctx, tl) // a wrapper: given, never shut down
+		l.drainQueue(ctx, tl, l.owned)
 	}
 }

@@ -71,13 +71,15 @@ func (l *listener) drainSocket(tl *net.TCPListener, shut bool) {
 // protocol), so that closing it does not reset them. Those must go through
 // the wrapper's Accept, so drainSocket cannot take them: drainQueue lets the
 // server's Accept loop go on until it finds the kernel's accept queue empty,
-// and returns; the caller then closes the listener. Only a handshake that
-// completes in the microseconds between the two can still be reset (or, on
-// a socket shared with another process, stays queued for it). When ctx ends
-// first (a wrapper that holds Accept back), it returns too, and the close
-// resets what is left. The socket is never shut down: a wrapped listener is
-// always one given to the Server, whose socket may be shared.
-func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener) {
+// and then, when shut is set (a socket the Server bound and wrapped with
+// WithListenerWrapper), shuts the socket down in the same step on the
+// socket: only a handshake that completes in the microseconds between the two
+// system calls can still be reset. Without shut (a listener given), it
+// returns there and the caller closes the listener: a connection that arrives
+// before the close takes effect stays queued for the other holders of the
+// socket, or is reset if there is none. When ctx ends first (a wrapper that
+// holds Accept back), it returns too, and the close resets what is left.
+func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener, shut bool) {
 	rc, err := tl.SyscallConn()
 	if err != nil {
 		return
@@ -89,12 +91,20 @@ func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener) {
 		l.mu.Lock()
 		took := l.took
 		l.mu.Unlock()
-		var empty bool
+		var done bool
 		cerr := rc.Control(func(fd uintptr) {
 			n, ok := queued(int(fd))
-			empty = !ok || n == 0
+			if !ok || n == 0 {
+				if shut {
+					l.mu.Lock()
+					l.shut = true // the Accept that fails now fails because of it
+					l.mu.Unlock()
+					_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+				}
+				done = true
+			}
 		})
-		if cerr != nil || empty {
+		if cerr != nil || done {
 			return
 		}
 		select {

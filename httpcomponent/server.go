@@ -48,7 +48,8 @@
 // given with [WithListener] is never shut down, because its socket may be
 // shared with another process (a socket that systemd passed, which must keep
 // listening for the next instance): Stop takes what is queued on it, then
-// only closes its own descriptor, so a connection that arrives in between
+// only closes its own descriptor (to wrap a socket the Server binds and keep
+// the shutdown, use [WithListenerWrapper]), so a connection that arrives in between
 // stays queued for the other holders (or, if there is none, is reset by the
 // close, as for http.Server). This works when the listener given is a
 // *net.TCPListener or wraps one and says so with an Unwrap() net.Listener
@@ -169,6 +170,7 @@ type config struct {
 	group       *lifecycle.Group
 	healthSet   bool // WithHealth was given
 	notify      func(net.Conn)
+	wrap        func(net.Listener) net.Listener
 	connState   func(net.Conn, http.ConnState)
 	connContext func(context.Context, net.Conn) context.Context
 }
@@ -185,6 +187,19 @@ type config struct {
 // queued on it through it, and a *tls.Conn it returns is served as it is.
 func WithListener(ln net.Listener) Option {
 	return func(c *config) { c.ln = ln }
+}
+
+// WithListenerWrapper makes Start wrap the listener it binds with wrap (a
+// connection limit such as netutil.LimitListener, a PROXY protocol
+// listener, tls.NewListener), and serve on what wrap returns. Unlike a
+// listener given with [WithListener], the socket is the Server's own: the
+// bind is still an error of Start, and on Linux Stop shuts the socket down
+// once it has taken the connections queued on it, so that no connection
+// queued in the meantime is reset, provided the wrapper leads back to the
+// *net.TCPListener with an Unwrap() net.Listener method (see the package
+// documentation). It is not applied to a listener given with WithListener.
+func WithListenerWrapper(wrap func(net.Listener) net.Listener) Option {
+	return func(c *config) { c.wrap = wrap }
 }
 
 // WithTLS makes the server serve HTTPS with cfg, as http.Server.ServeTLS
@@ -491,6 +506,11 @@ func (s *Server) listen() (*listener, error) {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("httpcomponent: %w", err)
+	}
+	if s.cfg.wrap != nil {
+		if w := s.cfg.wrap(ln); w != nil {
+			ln = w
+		}
 	}
 	return newListener(ln, s.t, true), nil
 }

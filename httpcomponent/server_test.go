@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/graceful-go/graceful/lifecycle"
 )
 
 // blocking is a handler whose requests wait until release is closed.
@@ -224,7 +226,10 @@ func TestStartContextCancelled(t *testing.T) {
 	assert.NoError(t, recv(t, done, "Start"))
 	assert.ErrorIs(t, recv(t, causes, "handler"), errGone, "request contexts are cancelled with the cause of Start's context")
 	recv(t, inflight, "client") // a response or a closed connection: the handler returned as the connection closed
-	assert.NoError(t, s.Stop(context.Background()))
+	err := s.Stop(context.Background())
+	assert.ErrorIs(t, err, errGone, "a later Stop reports what Start's context cut")
+	assert.ErrorIs(t, err, lifecycle.ErrTimeout)
+	assert.ErrorContains(t, err, "httpcomponent: stop: 1 request(s) running on 1 connection(s) cut")
 }
 
 func TestHijackedConnection(t *testing.T) {

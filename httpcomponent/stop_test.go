@@ -250,9 +250,12 @@ func hammer(t *testing.T, url string, clients int, newClient func() *http.Client
 	return tally
 }
 
-// TestQueueDrainThroughWrappedListener: behind a listener that wraps the TCP
-// listener and says so (Unwrap), the connections queued when the stop begins
-// are still served, in a hammer of new connections (one per request).
+// TestQueueDrainThroughWrappedListener: behind a wrapper of the socket the
+// Server binds (WithListenerWrapper) that says so (Unwrap), the connections
+// queued when the stop begins are still served, and the socket is shut down
+// in the same step, in a hammer of new connections (one per request). (A
+// listener given with WithListener is never shut down: see the table's
+// WithListener row.)
 func TestQueueDrainThroughWrappedListener(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("closing a listener resets the connections in its accept queue; only the Linux listener drains them")
@@ -260,9 +263,9 @@ func TestQueueDrainThroughWrappedListener(t *testing.T) {
 	rounds := hammerRounds(t, 3)
 	var total hammerTally
 	for range rounds {
-		inner, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		s := New("", okHandler, WithListener(unwrapping{newLimitListener(inner, 64)}))
+		s := New("127.0.0.1:0", okHandler, WithListenerWrapper(func(ln net.Listener) net.Listener {
+			return unwrapping{newLimitListener(ln, 64)}
+		}))
 		r := start(t, s)
 		tally := hammer(t, r.url+"/", 16, func() *http.Client {
 			return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: wait}
