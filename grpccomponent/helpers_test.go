@@ -208,7 +208,7 @@ type groupRun struct {
 // budget, no drain delay (unless opts set one), no signals, and an observer
 // that passes every event to hook (if not nil) and records it. The Group
 // must be built by build, which receives it so that a component can use it
-// (WithServingAfter).
+// (WithHealth).
 func runGroup(t *testing.T, budget time.Duration, hook func(lifecycle.Event), build func(g *lifecycle.Group), opts ...lifecycle.Option) *groupRun {
 	t.Helper()
 	r := &groupRun{done: make(chan error, 1), events: make(chan lifecycle.Event, 1024)}

@@ -341,8 +341,9 @@ func (s *Server) watch(ctx context.Context, services []string, served <-chan str
 	}
 }
 
-// Drain turns the health status to NOT_SERVING, for the overall status and
-// every service, and keeps it there; the server goes on serving. The Group
+// Drain turns the health status of [WithHealth] to NOT_SERVING, for the
+// overall status and every service, and keeps it there (without WithHealth
+// it does nothing); the server goes on serving. The Group
 // calls it when the shutdown begins, before the drain delay. It does not
 // block. It makes a Server a [lifecycle.Drainer].
 func (s *Server) Drain() {

@@ -134,14 +134,16 @@ func BenchmarkStopAfterLastRequest(b *testing.B) {
 	const requestLeft = 100 * time.Millisecond
 	for _, tc := range []struct {
 		name string
-		// serve starts a server with h on ln, which calls onShutdown when
-		// its http.Server's Shutdown begins, and returns a function that
-		// shuts it down gracefully, blocking until it has.
-		serve func(h http.Handler, onShutdown func(), ln net.Listener) (stop func())
+		// serve starts a server with h on ln, which calls began when its
+		// stop has closed the listener, and returns a function that shuts
+		// it down gracefully, blocking until it has.
+		serve func(h http.Handler, began func(), ln net.Listener) (stop func())
 	}{
-		{"component", func(h http.Handler, onShutdown func(), ln net.Listener) func() {
+		{"component", func(h http.Handler, began func(), ln net.Listener) func() {
 			s := New("", h, WithListener(ln))
-			s.HTTP().RegisterOnShutdown(onShutdown)
+			// Not RegisterOnShutdown: the component calls Shutdown once the
+			// HTTP/1 requests in flight have ended.
+			s.testListenerClosed = began
 			done := make(chan error, 1)
 			go func() { done <- s.Start(context.Background()) }()
 			<-s.Ready()
@@ -150,9 +152,9 @@ func BenchmarkStopAfterLastRequest(b *testing.B) {
 				<-done
 			}
 		}},
-		{"Shutdown", func(h http.Handler, onShutdown func(), ln net.Listener) func() {
+		{"Shutdown", func(h http.Handler, began func(), ln net.Listener) func() {
 			srv := &http.Server{Handler: h}
-			srv.RegisterOnShutdown(onShutdown)
+			srv.RegisterOnShutdown(began) // Shutdown closes the listener first
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
