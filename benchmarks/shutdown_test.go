@@ -41,8 +41,7 @@ func idleWorker(ctx context.Context) error {
 
 func gracefulShutdown() (time.Duration, error) {
 	g := newGroup()
-	srv := &http.Server{Addr: "127.0.0.1:0", Handler: http.NotFoundHandler()}
-	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
+	g.Add("http", httpcomponent.New("127.0.0.1:0", http.NotFoundHandler(), httpcomponent.WithHealth(g)))
 	g.Add("worker", lifecycle.Func(idleWorker))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

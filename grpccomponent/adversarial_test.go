@@ -341,7 +341,7 @@ func TestAdversarialHandlerIgnoringItsContext(t *testing.T) {
 	a.report(1, 1, took, err)
 	assert.Equal(t, codes.Unavailable, code)
 	require.ErrorIs(t, err, lifecycle.ErrTimeout)
-	assert.ErrorContains(t, err, "1 RPC(s) ("+echoMethod+") cut at the stop deadline; 1 RPC handler(s) still running")
+	assert.ErrorContains(t, err, "1 RPC(s) ("+echoMethod+") cut; 1 RPC handler(s) still running")
 	assert.ErrorContains(t, err, echoMethod)
 	// The Group gives Stop and Start a grace of 200 ms past the budget.
 	assert.LessOrEqual(t, took, budget+200*time.Millisecond+slack)

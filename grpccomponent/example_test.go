@@ -22,7 +22,7 @@ func Example() {
 		lifecycle.WithDrainDelay(100*time.Millisecond), // seconds in production
 		lifecycle.WithLogger(nil),                      // quiet for the example
 	)
-	srv := grpccomponent.New("127.0.0.1:0", grpccomponent.WithServingAfter(g))
+	srv := grpccomponent.New("127.0.0.1:0", grpccomponent.WithHealth(g))
 	// Register the services here, e.g. pb.RegisterGreeterServer(srv.GRPC(), greeter{}).
 	g.Add("grpc", srv)
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -135,18 +136,51 @@ func watchHealth(t *testing.T, cc *grpc.ClientConn, service string) <-chan healt
 	return ch
 }
 
-// nextStatus returns the next status a watch received.
-func nextStatus(t *testing.T, ch <-chan healthpb.HealthCheckResponse_ServingStatus) healthpb.HealthCheckResponse_ServingStatus {
+// nextStatus returns the next status a watch received; given want, the
+// first status equal to it (or the last one before the watch ended).
+func nextStatus(t *testing.T, ch <-chan healthpb.HealthCheckResponse_ServingStatus, want ...healthpb.HealthCheckResponse_ServingStatus) healthpb.HealthCheckResponse_ServingStatus {
 	t.Helper()
-	select {
-	case st, ok := <-ch:
-		require.True(t, ok, "the health watch ended")
-		return st
-	case <-time.After(wait):
-		t.Fatal("no health status received")
-		return 0
+	timeout := time.After(wait)
+	for {
+		select {
+		case st, ok := <-ch:
+			require.True(t, ok, "the health watch ended")
+			if len(want) == 0 || st == want[0] {
+				return st
+			}
+		case <-timeout:
+			t.Fatal("no health status received")
+			return 0
+		}
 	}
 }
+
+// readyGroup returns a Group of no component, started and ready, stopped at
+// the end of the test: what WithHealth needs to report SERVING.
+func readyGroup(t *testing.T) *lifecycle.Group {
+	t.Helper()
+	g := lifecycle.New(lifecycle.WithSignals(), lifecycle.WithLogger(nil))
+	done := make(chan error, 1)
+	go func() { done <- g.Start(context.Background()) }()
+	recv(t, g.Ready(), "the Group ready")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		assert.NoError(t, g.Stop(ctx))
+		assert.NoError(t, recv(t, done, "the Group's Start to return"))
+	})
+	return g
+}
+
+// gatedComponent is a component that is ready when its gate opens.
+type gatedComponent struct{ g *gate }
+
+func (c gatedComponent) Ready() <-chan struct{} { return c.g.Ready() }
+func (c gatedComponent) Start(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+func (c gatedComponent) Stop(context.Context) error { return nil }
 
 // recv waits for ch to be closed or to deliver a value.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
@@ -174,7 +208,7 @@ type groupRun struct {
 // budget, no drain delay (unless opts set one), no signals, and an observer
 // that passes every event to hook (if not nil) and records it. The Group
 // must be built by build, which receives it so that a component can use it
-// (WithServingAfter).
+// (WithHealth).
 func runGroup(t *testing.T, budget time.Duration, hook func(lifecycle.Event), build func(g *lifecycle.Group), opts ...lifecycle.Option) *groupRun {
 	t.Helper()
 	r := &groupRun{done: make(chan error, 1), events: make(chan lifecycle.Event, 1024)}

@@ -2,17 +2,20 @@
 // binds before it reports ready, reports grpc.health.v1 status, drains, and
 // never hangs a shutdown.
 //
-// [New] builds the *grpc.Server itself, so that it can install what a graceful
-// shutdown needs (two interceptors and the health service) before any service
-// is registered: register your services on [Server.GRPC], then add the Server
-// to a [lifecycle.Group].
+// [New] takes the address and builds the *grpc.Server itself, so that it can
+// install what a graceful shutdown needs (two interceptors, and the health
+// service with [WithHealth]) before any service is registered: register your
+// services on [Server.GRPC], then add the Server to a [lifecycle.Group].
+// Package httpcomponent has the same shape: New(addr, ...), the same options
+// (WithListener, WithHealth, WithTLS) with the same defaults, and the same
+// rules for Start, Stop and Drain.
 //
 // The life of a Server in a Group:
 //
 //   - Start binds the listener (a port in use is a start error), reports
-//     ready, and serves. Health reports SERVING for the overall status "" and
-//     for every registered service, once the server serves or, with
-//     [WithServingAfter], once the whole Group is running.
+//     ready, and serves. With [WithHealth](g), health reports SERVING for the
+//     overall status "" and every registered service once g is ready (every
+//     component started), NOT_SERVING before.
 //   - Drain, called by the Group when the shutdown begins, turns health to
 //     NOT_SERVING at once; the server keeps serving for the drain delay.
 //   - Stop calls GracefulStop: the listener closes, clients get GOAWAY, new
@@ -33,6 +36,7 @@ package grpccomponent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -41,9 +45,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/graceful-go/graceful/internal/serverutil"
 	"github.com/graceful-go/graceful/lifecycle"
 )
 
@@ -56,16 +62,18 @@ import (
 var hardStopGrace = 80 * time.Millisecond
 
 // Server is a gRPC server run as a [lifecycle.Component]. It also implements
-// [lifecycle.Readier] (ready once the listener is bound) and
-// [lifecycle.Drainer] (health turns NOT_SERVING). Create one with [New].
+// [lifecycle.Readier] (ready once the listener is bound and the server
+// serves) and [lifecycle.Drainer] (health turns NOT_SERVING). Create one with
+// [New].
 //
 // A Server runs once: Start after Stop returns nil at once without serving.
 // Its methods are safe to call from several goroutines, in any order.
 type Server struct {
 	addr   string
+	err    error // a configuration error, returned by Start
 	grpc   *grpc.Server
-	health *health.Server // nil with WithoutHealth
-	gate   lifecycle.Readier
+	health *health.Server // nil without WithHealth
+	group  *lifecycle.Group
 	rpcs   tracker
 
 	ready   chan struct{} // closed when the listener is bound and the server serves
@@ -89,54 +97,77 @@ var (
 	_ lifecycle.Drainer   = (*Server)(nil)
 )
 
-// An Option configures a Server; pass options to [New].
+// An Option configures a Server; pass options to [New]. An option given a
+// value it cannot use makes Start return an error that names it, before
+// anything is bound.
 type Option func(*config)
 
 type config struct {
-	lis      net.Listener
-	gate     lifecycle.Readier
-	noHealth bool
-	grpcOpts []grpc.ServerOption
+	lis       net.Listener
+	group     *lifecycle.Group
+	healthSet bool // WithHealth was given
+	tls       *tls.Config
+	tlsSet    bool // WithTLS was given
+	grpcOpts  []grpc.ServerOption
 }
 
-// WithListener makes the Server serve on lis instead of binding the address
-// given to New, which is then ignored. The Server owns lis from then on: it
-// closes it when it stops, even if it never started.
-func WithListener(lis net.Listener) Option {
-	return func(c *config) { c.lis = lis }
+// WithListener makes the Server serve on ln instead of binding the address
+// given to New, which is then ignored; a nil ln changes nothing (Start binds
+// the address), so that a listener that may not exist, such as a socket that
+// systemd may pass, can be given as it is. The Server owns ln from then on:
+// it closes it when it stops, even if it never started. It never shuts the
+// socket down (shutdown(2)), so a socket shared with another process, such
+// as one systemd passed, keeps listening for it.
+func WithListener(ln net.Listener) Option {
+	return func(c *config) { c.lis = ln }
 }
 
-// WithServingAfter delays the health status SERVING until r is ready, in
-// addition to the server serving. Pass the [*lifecycle.Group] that runs the
-// Server, whose Ready channel is closed once every component has started, so
-// that load balancers send traffic only to a process that is wholly up. A nil
-// r is ignored.
+// WithHealth registers the grpc.health.v1 service, driven by g, the Group
+// that runs the Server: NOT_SERVING until g is ready (every component has
+// started), SERVING from then on, and NOT_SERVING again, for good, from the
+// first moment of the drain (the Group calls [Server.Drain]) while the server
+// still serves, and once Stop is called. The status holds for the overall
+// server ("") and for every service registered before Start; another name
+// gets NOT_FOUND. A nil g is an error of Start.
 //
-// The status is set by a goroutine of Start just after r's channel is closed:
-// a client that must see SERVING should watch the health rather than check it
-// once right after r is ready.
-func WithServingAfter(r lifecycle.Readier) Option {
-	return func(c *config) { c.gate = r }
+// Without WithHealth the service is not registered, as package httpcomponent
+// serves no probe without it; register one of your own on [Server.GRPC] if
+// you like. The SERVING status is set by a goroutine of Start just after g's
+// Ready channel is closed: a client that must see it should watch the health
+// rather than check it once right after g is ready.
+func WithHealth(g *lifecycle.Group) Option {
+	return func(c *config) { c.group, c.healthSet = g, true }
 }
 
-// WithoutHealth leaves out the grpc.health.v1 service, for a program that
-// registers a health service of its own.
-func WithoutHealth() Option {
-	return func(c *config) { c.noHealth = true }
+// WithTLS makes the server serve TLS with cfg (its certificates, client
+// authentication and so on), through grpc.Creds(credentials.NewTLS(cfg)),
+// which copies cfg and offers HTTP/2 by ALPN. cfg must hold a certificate
+// (Certificates, GetCertificate or GetConfigForClient): otherwise Start
+// returns an error before it binds. Do not also pass grpc.Creds with
+// [WithServerOptions].
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls, c.tlsSet = cfg, true }
 }
 
 // WithServerOptions passes opts to grpc.NewServer, after the Server's own
 // interceptors (installed with grpc.ChainUnaryInterceptor and
 // grpc.ChainStreamInterceptor, so interceptors of every kind can be added).
+// Set grpc.ConnectionTimeout below the shutdown budget: grpc waits for the
+// connections still in their handshake when a stop begins.
 func WithServerOptions(opts ...grpc.ServerOption) Option {
 	return func(c *config) { c.grpcOpts = append(c.grpcOpts, opts...) }
 }
 
 // New returns a Server that will listen on the TCP address addr (such as
-// ":8080", or "127.0.0.1:0" for a free port) when it starts. It creates the
-// *grpc.Server, with the options given by [WithServerOptions], and registers
-// the grpc.health.v1 service on it unless [WithoutHealth] is given. Register
-// your services on [Server.GRPC] before Start.
+// ":9090", or "127.0.0.1:0" for a port the system chooses) when it starts,
+// unless [WithListener] gives a listener. It creates the *grpc.Server, with
+// the options given by [WithServerOptions] and [WithTLS], and registers the
+// grpc.health.v1 service on it with [WithHealth]. Register your services on
+// [Server.GRPC] before Start.
+//
+// New does not fail: an empty addr without a listener, WithHealth(nil), and
+// WithTLS with a configuration without a certificate are errors that Start
+// returns, naming the problem, before it binds anything.
 func New(addr string, opts ...Option) *Server {
 	var c config
 	for _, opt := range opts {
@@ -144,20 +175,35 @@ func New(addr string, opts ...Option) *Server {
 	}
 	s := &Server{
 		addr:    addr,
-		gate:    c.gate,
+		group:   c.group,
 		lis:     c.lis,
 		ready:   make(chan struct{}),
 		settled: make(chan struct{}),
 	}
-	if c.lis != nil {
-		s.bound = c.lis.Addr()
+	var errs []error
+	if err := serverutil.CheckAddr(addr, c.lis != nil); err != nil {
+		errs = append(errs, err)
 	}
-	grpcOpts := append([]grpc.ServerOption{
+	if c.healthSet && c.group == nil {
+		errs = append(errs, errors.New("WithHealth(nil): health needs the *lifecycle.Group that runs the Server"))
+	}
+	grpcOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.rpcs.unary),
 		grpc.ChainStreamInterceptor(s.rpcs.stream),
-	}, c.grpcOpts...)
+	}
+	grpcOpts = append(grpcOpts, c.grpcOpts...)
+	if c.tlsSet {
+		if err := serverutil.CheckTLS(c.tls); err != nil {
+			errs = append(errs, err)
+		} else {
+			grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(c.tls)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.err = fmt.Errorf("grpccomponent: %w", err)
+	}
 	s.grpc = grpc.NewServer(grpcOpts...)
-	if !c.noHealth {
+	if s.group != nil {
 		s.health = health.NewServer()
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 		healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -169,10 +215,9 @@ func New(addr string, opts ...Option) *Server {
 // Start. Do not call its Serve, Stop or GracefulStop: the Server does.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
-// Addr returns the address the Server listens on: that of the listener given
-// by [WithListener], or the one Start bound (with the actual port when the
-// address had port 0). It returns nil until then; it is set once Ready's
-// channel is closed.
+// Addr returns the address the Server listens on once it is ready (with port
+// 0, the port the system chose; with [WithListener], the listener's), and nil
+// before. It does not block.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -180,7 +225,9 @@ func (s *Server) Addr() net.Addr {
 }
 
 // Ready returns a channel that is closed once Start has bound the listener
-// and the server serves. It makes a Server a [lifecycle.Readier].
+// and the server serves. It makes a Server a [lifecycle.Readier]. A Start
+// that fails before that returns its error instead, and the channel is never
+// closed.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Start binds the listener, reports ready, and serves until the server has
@@ -188,13 +235,15 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // finished: every connection is closed and every RPC handler has returned
 // (Stop, by contrast, gives up on handlers at its deadline).
 //
-// Start returns nil when the server was stopped by Stop, including when Stop
-// came first, and when ctx was done (it then stops the server at once, as a
-// Stop with a done context would). It returns the error of the listen when
-// the address cannot be bound, such as a port in use; Ready's channel is not
-// closed then. If serving fails on its own (the listener fails), Start stops
-// the server at once and returns the error without waiting for the handlers;
-// Stop waits for them. Start may be called once.
+// Start returns nil when the server was stopped by Stop, and nil at once,
+// without binding, when Stop came first. When ctx is done before Stop, it
+// stops the server at once, as a Stop with a done context would, and
+// returns nil. It returns a configuration error (see [New]) or the error of
+// the listen (a port in use matches syscall.EADDRINUSE) before ready: Ready's
+// channel is not closed then. If serving fails on its own (the listener
+// fails), Start stops the server at once and returns the error without
+// waiting for the handlers; Stop waits for them. A second Start returns an
+// error.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started {
@@ -210,13 +259,21 @@ func (s *Server) Start(ctx context.Context) error {
 	lis := s.lis
 	s.mu.Unlock()
 
+	if s.err != nil {
+		if lis != nil {
+			_ = lis.Close()
+		}
+		close(s.settled)
+		s.grpc.Stop() // never served: returns at once
+		return s.err
+	}
 	if lis == nil {
 		var lc net.ListenConfig
 		l, err := lc.Listen(ctx, "tcp", s.addr)
 		if err != nil {
 			close(s.settled)
 			s.grpc.Stop() // never served: returns at once
-			return err
+			return fmt.Errorf("grpccomponent: %w", err)
 		}
 		lis = l
 	}
@@ -235,9 +292,6 @@ func (s *Server) Start(ctx context.Context) error {
 
 	services := s.services()
 	s.setStatus(services, healthpb.HealthCheckResponse_NOT_SERVING)
-	if s.gate == nil {
-		s.setStatus(services, healthpb.HealthCheckResponse_SERVING)
-	}
 	served, watched := make(chan struct{}), make(chan struct{})
 	go s.watch(ctx, services, served, watched)
 	close(s.ready)
@@ -247,7 +301,7 @@ func (s *Server) Start(ctx context.Context) error {
 	<-watched
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		s.force(err)
-		return err
+		return fmt.Errorf("grpccomponent: serve: %w", err)
 	}
 	// Serve returned because the server was stopped (by Stop, by the
 	// watcher on ctx, or by a direct call on the *grpc.Server). GracefulStop
@@ -263,14 +317,14 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// watch sets the health status to SERVING once the gate is ready, and stops
+// watch sets the health status to SERVING once the Group is ready, and stops
 // the server if ctx is done before it has stopped; it returns when served is
 // closed.
 func (s *Server) watch(ctx context.Context, services []string, served <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	var gate <-chan struct{}
-	if s.gate != nil && s.health != nil {
-		gate = s.gate.Ready()
+	if s.health != nil {
+		gate = s.group.Ready()
 	}
 	for {
 		select {
@@ -287,8 +341,9 @@ func (s *Server) watch(ctx context.Context, services []string, served <-chan str
 	}
 }
 
-// Drain turns the health status to NOT_SERVING, for the overall status and
-// every service, and keeps it there; the server goes on serving. The Group
+// Drain turns the health status of [WithHealth] to NOT_SERVING, for the
+// overall status and every service, and keeps it there (without WithHealth
+// it does nothing); the server goes on serving. The Group
 // calls it when the shutdown begins, before the drain delay. It does not
 // block. It makes a Server a [lifecycle.Drainer].
 func (s *Server) Drain() {
@@ -297,11 +352,12 @@ func (s *Server) Drain() {
 	}
 }
 
-// Stop stops the server gracefully, bounded by ctx. Health turns NOT_SERVING
-// and grpc's GracefulStop begins: the listener closes, clients are sent GOAWAY,
-// new RPCs fail with UNAVAILABLE, and the RPCs in flight, streams included,
-// run on. Health Watch streams are ended at once: they would otherwise hold
-// the graceful stop up until the deadline.
+// Stop stops the server gracefully, bounded by ctx, and blocks until it has
+// stopped or ctx is done. Health turns NOT_SERVING and grpc's GracefulStop
+// begins: the listener closes, clients are sent GOAWAY, new RPCs fail with
+// UNAVAILABLE, and the RPCs in flight, streams included, run on. Health
+// Watch streams are ended at once: they would otherwise hold the graceful
+// stop up until the deadline.
 //
 // A connection that has not finished its handshake (TLS, then the HTTP/2
 // preface and SETTINGS) when the stop begins, or that is accepted after, is
@@ -316,21 +372,26 @@ func (s *Server) Drain() {
 // client of an RPC cut sees UNAVAILABLE: a handler's error that reports its
 // cancelled context (ctx.Err(), or a CANCELLED status) is replaced by an
 // UNAVAILABLE status; other errors, and a nil one, are kept. Stop then
-// returns an error that counts the RPCs cut and names their methods, and
-// names the handlers still running if any. It wraps ctx's cause when that
-// is [lifecycle.ErrTimeout] or [lifecycle.ErrForced] (as in a Group), and
-// otherwise both lifecycle.ErrTimeout and the cause. A Stop whose graceful
-// stop ended because another Stop, or Start's context, cut RPCs returns an
-// error that counts them too. A stop that cut nothing returns nil once
-// everything has ended, even if ctx was done: nothing was lost.
+// returns an error that counts the RPCs cut and names their methods ("stop:
+// 2 RPC(s) (/pkg.Svc/Watch ×2) cut"), and names the handlers still running
+// if any. It wraps the cause the RPCs were cut with when that is
+// [lifecycle.ErrTimeout] or [lifecycle.ErrForced] (as in a Group), and
+// otherwise both lifecycle.ErrTimeout and the cause. A stop that cut nothing
+// returns nil once everything has ended, even if ctx was done: nothing was
+// lost.
 //
 // Health Watch streams have seen NOT_SERVING at the drain; with no drain
 // delay, a watcher may see its stream end first instead (with UNAVAILABLE).
 // They are not counted as cut.
 //
-// Stop may be called before Start (Start will then not serve), during Start,
-// and more than once: a later Stop with a done context forces a stop that an
-// earlier one is waiting for.
+// Stop may be called before Start (Start then returns nil at once and binds
+// nothing; a listener given with [WithListener] is closed), during Start (it
+// waits until the listener is bound, or Start failed), and more than once,
+// from any goroutine. Every call waits for the same stop, bounded by its own
+// ctx, and cuts what is left when its ctx is done first; every call that
+// sees the stop end returns the same result: nil if nothing was cut, else
+// the error that names what was cut, whichever call, or Start's context,
+// cut it. Package httpcomponent's Stop follows the same rules.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	first := !s.stopping
@@ -344,8 +405,12 @@ func (s *Server) Stop(ctx context.Context) error {
 			// listener itself once it sees the stop.
 			select {
 			case <-s.settled:
-			case <-ctx.Done():
-				return nil
+			default:
+				select {
+				case <-s.settled:
+				case <-ctx.Done():
+					return nil
+				}
 			}
 		} else if first && lis != nil {
 			_ = lis.Close() // the listener of WithListener, never served
@@ -360,10 +425,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	case <-graceful:
 		// Not forced by this Stop, but maybe by another, or by Start's
 		// context.
-		if cut, cause := s.rpcs.cutReport(); cut != "" {
-			return fmt.Errorf("grpccomponent: %s cut before they ended: %w", cut, cause)
-		}
-		return nil
+		return s.cutErr()
 	case <-ctx.Done():
 	}
 	hard := s.force(context.Cause(ctx))
@@ -373,25 +435,19 @@ func (s *Server) Stop(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-t.C:
-			return s.stuck(ctx)
+			return s.stuck()
 		}
 	}
-	if cut, _ := s.rpcs.cutReport(); cut != "" {
-		return fmt.Errorf("grpccomponent: %s cut at the stop deadline: %w", cut, deadlineErr(ctx))
-	}
-	return nil
+	return s.cutErr()
 }
 
-// deadlineErr returns the error that a Stop whose ctx is done wraps: ctx's
-// cause when it is lifecycle.ErrTimeout or lifecycle.ErrForced (as a Group's
-// stop context has), and otherwise lifecycle.ErrTimeout and the cause, so
-// that the error of a stop cut short is always classified.
-func deadlineErr(ctx context.Context) error {
-	cause := context.Cause(ctx)
-	if errors.Is(cause, lifecycle.ErrTimeout) || errors.Is(cause, lifecycle.ErrForced) {
-		return cause
+// cutErr returns the error of a stop that cut RPCs, nil if none was cut.
+func (s *Server) cutErr() error {
+	cut, cause := s.rpcs.cutReport()
+	if cut == "" {
+		return nil
 	}
-	return fmt.Errorf("%w: %w", lifecycle.ErrTimeout, cause)
+	return fmt.Errorf("grpccomponent: stop: %s cut: %w", cut, serverutil.CutCause(cause))
 }
 
 // errStopping is the cause of the cancelled context of a health Watch stream
@@ -444,19 +500,20 @@ func (s *Server) force(cause error) <-chan struct{} {
 	return s.hard
 }
 
-// stuck returns the error of a Stop that gave up.
-func (s *Server) stuck(ctx context.Context) error {
-	cause := deadlineErr(ctx)
-	prefix := "grpccomponent: "
-	if cut, _ := s.rpcs.cutReport(); cut != "" {
-		prefix += cut + " cut at the stop deadline; "
+// stuck returns the error of a Stop that gave up on handlers that did not
+// return once cut.
+func (s *Server) stuck() error {
+	cut, cause := s.rpcs.cutReport()
+	prefix := "grpccomponent: stop: "
+	if cut != "" {
+		prefix += cut + " cut; "
 	}
 	methods := s.rpcs.running()
 	if len(methods) == 0 {
-		return fmt.Errorf("%sserver not stopped %v after the stop deadline: %w", prefix, hardStopGrace, cause)
+		return fmt.Errorf("%sserver not stopped %v after the stop deadline: %w", prefix, hardStopGrace, serverutil.CutCause(cause))
 	}
 	return fmt.Errorf("%s%d RPC handler(s) still running %v after the stop deadline (%s): %w",
-		prefix, len(methods), hardStopGrace, strings.Join(methods, ", "), cause)
+		prefix, len(methods), hardStopGrace, strings.Join(methods, ", "), serverutil.CutCause(cause))
 }
 
 // services returns the names of the services registered on the server, but

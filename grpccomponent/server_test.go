@@ -63,13 +63,6 @@ func TestStartServesAndStopEnds(t *testing.T) {
 	got, err := callEcho(ctx, cc, "hi")
 	require.NoError(t, err)
 	assert.Equal(t, "echo: hi", got)
-	for _, service := range []string{"", "test.Test"} {
-		st, err := checkHealth(ctx, cc, service)
-		require.NoError(t, err)
-		assert.Equal(t, serving, st, "health of %q", service)
-	}
-	_, err = checkHealth(ctx, cc, "no.Such")
-	assert.Equal(t, codes.NotFound, status.Code(err), "health of an unknown service")
 
 	require.NoError(t, s.Stop(ctx))
 	require.NoError(t, recv(t, started, "Start to return"))
@@ -82,8 +75,9 @@ func TestWithListener(t *testing.T) {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		s := newServer(t, &testService{}, WithListener(lis))
-		assert.Equal(t, lis.Addr(), s.Addr(), "Addr before Start")
+		assert.Nil(t, s.Addr(), "Addr before Start")
 		started := start(t, s)
+		assert.Equal(t, lis.Addr(), s.Addr(), "Addr once ready")
 		_, err = callEcho(ctx, dial(t, s.Addr()), "hi")
 		require.NoError(t, err)
 		require.NoError(t, s.Stop(ctx))
@@ -100,14 +94,37 @@ func TestWithListener(t *testing.T) {
 	})
 }
 
-func TestWithoutHealth(t *testing.T) {
-	ctx := testContext(t)
-	s := newServer(t, &testService{}, WithoutHealth())
-	started := start(t, s)
-	_, err := checkHealth(ctx, dial(t, s.Addr()), "")
-	assert.Equal(t, codes.Unimplemented, status.Code(err))
-	require.NoError(t, s.Stop(ctx))
-	require.NoError(t, recv(t, started, "Start to return"))
+// Health is off by default, as in httpcomponent; with WithHealth it covers
+// the overall status and every registered service, and only them.
+func TestHealth(t *testing.T) {
+	t.Run("off by default", func(t *testing.T) {
+		ctx := testContext(t)
+		s := newServer(t, &testService{})
+		started := start(t, s)
+		_, err := checkHealth(ctx, dial(t, s.Addr()), "")
+		assert.Equal(t, codes.Unimplemented, status.Code(err))
+		require.NoError(t, s.Stop(ctx))
+		require.NoError(t, recv(t, started, "Start to return"))
+	})
+	t.Run("every registered service", func(t *testing.T) {
+		ctx := testContext(t)
+		s := newServer(t, &testService{}, WithHealth(readyGroup(t)))
+		started := start(t, s)
+		cc := dial(t, s.Addr())
+		for _, service := range []string{"", "test.Test"} {
+			assert.Equal(t, serving, nextStatus(t, watchHealth(t, cc, service), serving), "health of %q", service)
+		}
+		_, err := checkHealth(ctx, cc, "no.Such")
+		assert.Equal(t, codes.NotFound, status.Code(err), "health of an unknown service")
+		require.NoError(t, s.Stop(ctx))
+		require.NoError(t, recv(t, started, "Start to return"))
+	})
+	t.Run("WithHealth(nil) is an error of Start", func(t *testing.T) {
+		s := newServer(t, &testService{}, WithHealth(nil))
+		err := s.Start(context.Background())
+		require.ErrorContains(t, err, "grpccomponent: WithHealth(nil)")
+		require.NoError(t, s.Stop(testContext(t)))
+	})
 }
 
 func TestPortInUse(t *testing.T) {
@@ -228,7 +245,7 @@ func TestHealthFollowsTheGroup(t *testing.T) {
 	}
 	var s *Server
 	r := runGroup(t, budget, hook, func(g *lifecycle.Group) {
-		s = newServer(t, &testService{}, WithServingAfter(g))
+		s = newServer(t, &testService{}, WithHealth(g))
 		g.Add("grpc", s)
 		g.Add("later", lifecycle.Hooks(func(ctx context.Context) error {
 			select {
@@ -536,22 +553,27 @@ func TestSafeInAnyOrder(t *testing.T) {
 	})
 }
 
-// Without WithServingAfter, health is SERVING once the server serves; with
-// it, once the gate is ready. Drain turns it NOT_SERVING for good.
-func TestServingAfter(t *testing.T) {
+// With WithHealth(g), health is NOT_SERVING until g is ready, SERVING
+// then, and NOT_SERVING for good from g's drain, while the server serves.
+func TestHealthDrivenByTheGroup(t *testing.T) {
 	ctx := testContext(t)
-	g := newGate()
-	s := newServer(t, &testService{}, WithServingAfter(g))
-	started := start(t, s)
+	gate := newGate()
+	g := lifecycle.New(lifecycle.WithSignals(), lifecycle.WithLogger(nil))
+	s := newServer(t, &testService{}, WithHealth(g))
+	g.Add("grpc", s)
+	g.Add("gate", gatedComponent{gate})
+	started := make(chan error, 1)
+	go func() { started <- g.Start(context.Background()) }()
+	recv(t, s.Ready(), "the server ready")
 	cc := dial(t, s.Addr())
 	watch := watchHealth(t, cc, "test.Test")
-	assert.Equal(t, notServing, nextStatus(t, watch))
-	g.open()
-	assert.Equal(t, serving, nextStatus(t, watch))
-	s.Drain()
-	assert.Equal(t, notServing, nextStatus(t, watch))
+	assert.Equal(t, notServing, nextStatus(t, watch), "the Group is starting")
+	gate.open()
+	assert.Equal(t, serving, nextStatus(t, watch), "the Group is ready")
+	g.Drain() // as a parent Group does
+	assert.Equal(t, notServing, nextStatus(t, watch), "the Group drains")
 	_, err := callEcho(ctx, cc, "draining")
 	require.NoError(t, err)
-	require.NoError(t, s.Stop(ctx))
+	require.NoError(t, g.Stop(ctx))
 	require.NoError(t, recv(t, started, "Start to return"))
 }

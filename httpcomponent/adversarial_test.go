@@ -307,12 +307,11 @@ func TestAdversarialClients(t *testing.T) {
 			}
 		}
 		accepted := make(chan struct{}, n)
-		srv := &http.Server{Addr: "127.0.0.1:0", Handler: okHandler, ConnState: func(_ net.Conn, st http.ConnState) {
+		s := New("127.0.0.1:0", okHandler, WithConnState(func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				accepted <- struct{}{}
 			}
-		}}
-		s := New(srv)
+		}))
 		r := start(t, s)
 		conns := make([]net.Conn, n)
 		for i := range conns {
@@ -348,7 +347,7 @@ func TestAdversarialClients(t *testing.T) {
 		inner, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		done := make(chan struct{}, 1)
-		s := New(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := New("", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/ws" {
 				_, _ = io.WriteString(w, "ok")
 				return
@@ -362,7 +361,7 @@ func TestAdversarialClients(t *testing.T) {
 			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
 			_ = brw.Flush()
 			_, _ = io.Copy(io.Discard, brw)
-		})}, WithListener(tls.NewListener(inner, tlsConfig(cert))), WithHijackNotify(func(c net.Conn) { _ = c.Close() }))
+		}), WithListener(tls.NewListener(inner, tlsConfig(cert))), WithHijackNotify(func(c net.Conn) { _ = c.Close() }))
 		r := start(t, s)
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 		res := get(&http.Client{Transport: tr, Timeout: wait}, "https://"+r.addr+"/")

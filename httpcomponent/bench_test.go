@@ -134,12 +134,16 @@ func BenchmarkStopAfterLastRequest(b *testing.B) {
 	const requestLeft = 100 * time.Millisecond
 	for _, tc := range []struct {
 		name string
-		// serve starts a server with h on ln and returns a function that
-		// shuts it down gracefully, blocking until it has.
-		serve func(srv *http.Server, ln net.Listener) (stop func())
+		// serve starts a server with h on ln, which calls began when its
+		// stop has closed the listener, and returns a function that shuts
+		// it down gracefully, blocking until it has.
+		serve func(h http.Handler, began func(), ln net.Listener) (stop func())
 	}{
-		{"component", func(srv *http.Server, ln net.Listener) func() {
-			s := New(srv, WithListener(ln))
+		{"component", func(h http.Handler, began func(), ln net.Listener) func() {
+			s := New("", h, WithListener(ln))
+			// Not RegisterOnShutdown: the component calls Shutdown once the
+			// HTTP/1 requests in flight have ended.
+			s.testListenerClosed = began
 			done := make(chan error, 1)
 			go func() { done <- s.Start(context.Background()) }()
 			<-s.Ready()
@@ -148,7 +152,9 @@ func BenchmarkStopAfterLastRequest(b *testing.B) {
 				<-done
 			}
 		}},
-		{"Shutdown", func(srv *http.Server, ln net.Listener) func() {
+		{"Shutdown", func(h http.Handler, began func(), ln net.Listener) func() {
+			srv := &http.Server{Handler: h}
+			srv.RegisterOnShutdown(began) // Shutdown closes the listener first
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
@@ -165,19 +171,18 @@ func BenchmarkStopAfterLastRequest(b *testing.B) {
 			for range b.N {
 				entered, release := make(chan struct{}), make(chan struct{})
 				var finished time.Time
-				srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 					close(entered)
 					<-release
 					_, _ = io.WriteString(w, "done")
 					finished = time.Now() // read after stop has returned
-				})}
+				})
 				shutdownBegan := make(chan struct{})
-				srv.RegisterOnShutdown(func() { close(shutdownBegan) })
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					b.Fatal(err)
 				}
-				stop := tc.serve(srv, ln)
+				stop := tc.serve(h, func() { close(shutdownBegan) }, ln)
 				tr := &http.Transport{}
 				c := &http.Client{Transport: tr}
 				resp := make(chan error, 1)

@@ -28,7 +28,8 @@ func Example() {
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "hello\n")
 	})
-	web := httpcomponent.New(&http.Server{Addr: "127.0.0.1:0", Handler: mux}, httpcomponent.WithHealth(g))
+	web := httpcomponent.New("127.0.0.1:0", mux, httpcomponent.WithHealth(g))
+	web.HTTP().ReadHeaderTimeout = 5 * time.Second // the http.Server's settings, before Start
 	g.Add("web", web)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -72,7 +73,7 @@ func ExampleWithHijackNotify() {
 		return
 	}
 	told := make(chan struct{})
-	web := httpcomponent.New(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	web := httpcomponent.New("", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
@@ -80,7 +81,7 @@ func ExampleWithHijackNotify() {
 		defer conn.Close()
 		_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: example\r\n\r\n")
 		_, _ = io.Copy(io.Discard, conn) // the connection's life, until it is closed
-	})}, httpcomponent.WithListener(ln), httpcomponent.WithHijackNotify(func(c net.Conn) {
+	}), httpcomponent.WithListener(ln), httpcomponent.WithHijackNotify(func(c net.Conn) {
 		// A WebSocket server would send a close frame (1001, going away);
 		// here the connection is simply closed.
 		_ = c.Close()
@@ -117,7 +118,7 @@ func ExampleWithHijackNotify() {
 // stops, tells its client with a last event, and returns, so that the stop
 // does not wait for the budget to run out.
 func ExampleStopping() {
-	web := httpcomponent.New(&http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	web := httpcomponent.New("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "data: hello\n\n")
@@ -128,7 +129,7 @@ func ExampleStopping() {
 			_ = rc.Flush()
 		case <-r.Context().Done():
 		}
-	})})
+	}))
 	started := make(chan error, 1)
 	go func() { started <- web.Start(context.Background()) }()
 	<-web.Ready()

@@ -43,7 +43,7 @@ func TestGroupPortInUseRollsBack(t *testing.T) {
 	g := quietGroup()
 	g.Add("a", lifecycle.Hooks(nil, stopper("a")))
 	g.Add("b", lifecycle.Hooks(nil, stopper("b")))
-	g.Add("http", New(&http.Server{Addr: busy.Addr().String()}))
+	g.Add("http", New(busy.Addr().String(), nil))
 
 	err = g.Run(context.Background())
 	require.Error(t, err)
@@ -76,7 +76,7 @@ func TestGroupReadiness(t *testing.T) {
 			}
 		}),
 	)
-	g.Add("http", New(&http.Server{Handler: http.NotFoundHandler()}, WithListener(ln), WithHealth(g)))
+	g.Add("http", New("", http.NotFoundHandler(), WithListener(ln), WithHealth(g)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
@@ -231,7 +231,7 @@ func TestGroupShutdownUnderLoad(t *testing.T) {
 		<-stopping // in flight when the stop begins
 		_, _ = io.WriteString(w, "slow")
 	})
-	g.Add("http", New(&http.Server{Handler: mux}, WithListener(ln), WithHealth(g)))
+	g.Add("http", New("", mux, WithListener(ln), WithHealth(g)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -315,9 +315,9 @@ func TestGroupShutdownUnderHammer(t *testing.T) {
 	require.NoError(t, err)
 	url := "http://" + ln.Addr().String() + "/"
 	g := quietGroup(lifecycle.WithDrainDelay(300*time.Millisecond), lifecycle.WithShutdownTimeout(wait))
-	g.Add("http", New(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	g.Add("http", New("", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
-	})}, WithListener(ln)))
+	}), WithListener(ln)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -11,6 +11,7 @@ import (
 type listener struct {
 	net.Listener
 	t     *tracker
+	owned bool          // bound by the Server: its socket may be shut down
 	quiet chan struct{} // closed once closed and no Accept is running
 
 	closeOnce sync.Once
@@ -26,8 +27,11 @@ type listener struct {
 	shut      bool          // drainQueue shut the socket down
 }
 
-func newListener(ln net.Listener, t *tracker) *listener {
-	return &listener{Listener: ln, t: t, quiet: make(chan struct{})}
+// newListener wraps ln. owned says whether the Server bound it itself: only
+// then may its socket be shut down; a listener given may share its socket
+// with another process.
+func newListener(ln net.Listener, t *tracker, owned bool) *listener {
+	return &listener{Listener: ln, t: t, owned: owned, quiet: make(chan struct{})}
 }
 
 func (l *listener) closedErr() error {
@@ -70,7 +74,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		return nil, err
 	}
-	// The socket was shut down by the drain.
+	// The socket was shut down, or closed, after the socket drain.
 	return l.handOver(draining)
 }
 
@@ -132,19 +136,23 @@ func (l *listener) checkQuiet() {
 	}
 }
 
-// drain stops the listener from listening without resetting the connections
-// already queued on it, on Linux, when the listener is a *net.TCPListener
-// (see drainSocket) or wraps one and says so with an Unwrap() net.Listener
-// method (see drainQueue). Otherwise it does nothing, and closing the
+// drain takes the connections already queued on the listener, so that
+// closing it does not reset them, on Linux, when the listener is a
+// *net.TCPListener (see drainSocket) or wraps one and says so with an
+// Unwrap() net.Listener method (see drainQueue). A socket the Server bound
+// itself is shut down in the same step, so that nothing is queued after; a
+// listener given is never shut down, since its socket may be shared with
+// another process (systemd's socket activation), for which shutdown(2) would
+// stop it listening too. Otherwise drain does nothing, and closing the
 // listener resets them. The caller closes the listener after it.
 func (l *listener) drain(ctx context.Context, limit time.Duration) {
 	if tl, ok := l.Listener.(*net.TCPListener); ok {
-		l.drainSocket(tl)
+		l.drainSocket(tl, l.owned)
 		return
 	}
 	if tl := unwrapTCP(l.Listener); tl != nil {
 		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		l.drainQueue(ctx, tl)
+		l.drainQueue(ctx, tl, l.owned)
 	}
 }

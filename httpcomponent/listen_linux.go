@@ -11,18 +11,21 @@ import (
 	"unsafe"
 )
 
-// drainSocket stops a TCP listener from listening without resetting the
-// connections the kernel has already queued for it.
+// drainSocket takes the connections the kernel has already queued for a TCP
+// listener, so that closing it does not reset them.
 //
 // Closing a listening socket resets every connection still in its accept
 // queue: a client that connected a moment before, and may have sent its
 // request already, gets a reset instead of a response. drainSocket instead,
-// in one step on the socket, accepts every connection queued and shuts the
-// socket down (a connection attempted from then on is refused), and keeps the
-// connections for Accept to hand to the server, which serves them. Only a
-// handshake that completes in the microseconds between the two system calls
-// can still be reset.
-func (l *listener) drainSocket(tl *net.TCPListener) {
+// in one step on the socket, accepts every connection queued and, when shut
+// is set, shuts the socket down (a connection attempted from then on is
+// refused), and keeps the connections for Accept to hand to the server,
+// which serves them. Only a handshake that completes in the microseconds
+// between the two system calls can still be reset. Without shut (a socket
+// that may be shared with another process), a connection that arrives before
+// the caller closes the listener stays queued for the other holders of the
+// socket, or is reset by the close if there is none.
+func (l *listener) drainSocket(tl *net.TCPListener, shut bool) {
 	rc, err := tl.SyscallConn()
 	if err != nil {
 		return
@@ -44,8 +47,10 @@ func (l *listener) drainSocket(tl *net.TCPListener) {
 			}
 			fds = append(fds, nfd)
 		}
-		// If the shutdown fails, Close still closes the socket.
-		_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+		if shut {
+			// If the shutdown fails, Close still closes the socket.
+			_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+		}
 	})
 	var conns []net.Conn
 	for _, fd := range fds {
@@ -61,16 +66,20 @@ func (l *listener) drainSocket(tl *net.TCPListener) {
 	l.mu.Unlock()
 }
 
-// drainQueue stops a TCP listener that the server reaches only through a
-// wrapper (TLS, a connection limit, the PROXY protocol), without resetting
-// the connections queued on it. Those must go through the wrapper's Accept,
-// so drainSocket cannot take them: drainQueue lets the server's Accept loop
-// go on, and shuts the socket down in the same step on the socket in which it
-// finds the kernel's accept queue empty. Only a handshake that completes in
-// the microseconds between the two system calls can still be reset. When ctx
-// ends first (a wrapper that holds Accept back), it returns and the caller
-// closes the listener, which resets what is left.
-func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener) {
+// drainQueue takes the connections queued on a TCP listener that the server
+// reaches only through a wrapper (TLS, a connection limit, the PROXY
+// protocol), so that closing it does not reset them. Those must go through
+// the wrapper's Accept, so drainSocket cannot take them: drainQueue lets the
+// server's Accept loop go on until it finds the kernel's accept queue empty,
+// and then, when shut is set (a socket the Server bound and wrapped with
+// WithListenerWrapper), shuts the socket down in the same step on the
+// socket: only a handshake that completes in the microseconds between the two
+// system calls can still be reset. Without shut (a listener given), it
+// returns there and the caller closes the listener: a connection that arrives
+// before the close takes effect stays queued for the other holders of the
+// socket, or is reset if there is none. When ctx ends first (a wrapper that
+// holds Accept back), it returns too, and the close resets what is left.
+func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener, shut bool) {
 	rc, err := tl.SyscallConn()
 	if err != nil {
 		return
@@ -86,10 +95,12 @@ func (l *listener) drainQueue(ctx context.Context, tl *net.TCPListener) {
 		cerr := rc.Control(func(fd uintptr) {
 			n, ok := queued(int(fd))
 			if !ok || n == 0 {
-				l.mu.Lock()
-				l.shut = true // the Accept that fails now fails because of it
-				l.mu.Unlock()
-				_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+				if shut {
+					l.mu.Lock()
+					l.shut = true // the Accept that fails now fails because of it
+					l.mu.Unlock()
+					_ = syscall.Shutdown(int(fd), syscall.SHUT_RD)
+				}
 				done = true
 			}
 		})

@@ -88,7 +88,7 @@ func (r *running) returned() bool {
 
 // newServer returns a Server on a loopback port chosen by the system.
 func newServer(h http.Handler, opts ...Option) *Server {
-	return New(&http.Server{Addr: "127.0.0.1:0", Handler: h}, opts...)
+	return New("127.0.0.1:0", h, opts...)
 }
 
 // client returns a keep-alive client whose connections are closed at the end

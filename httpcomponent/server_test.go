@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/graceful-go/graceful/lifecycle"
 )
 
 // blocking is a handler whose requests wait until release is closed.
@@ -52,9 +55,9 @@ func TestStartBindsBeforeReady(t *testing.T) {
 func TestStartWithListener(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := New(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s := New("", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "hi")
-	})}, WithListener(ln))
+	}), WithListener(ln))
 	r := start(t, s)
 	assert.Equal(t, ln.Addr().String(), r.addr)
 	res := get(client(t), r.url)
@@ -66,7 +69,7 @@ func TestPortInUse(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	s := New(&http.Server{Addr: busy.Addr().String()})
+	s := New(busy.Addr().String(), nil)
 	err = s.Start(context.Background())
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.EADDRINUSE)
@@ -223,7 +226,10 @@ func TestStartContextCancelled(t *testing.T) {
 	assert.NoError(t, recv(t, done, "Start"))
 	assert.ErrorIs(t, recv(t, causes, "handler"), errGone, "request contexts are cancelled with the cause of Start's context")
 	recv(t, inflight, "client") // a response or a closed connection: the handler returned as the connection closed
-	assert.NoError(t, s.Stop(context.Background()))
+	err := s.Stop(context.Background())
+	assert.ErrorIs(t, err, errGone, "a later Stop reports what Start's context cut")
+	assert.ErrorIs(t, err, lifecycle.ErrTimeout)
+	assert.ErrorContains(t, err, "httpcomponent: stop: 1 request(s) running on 1 connection(s) cut")
 }
 
 func TestHijackedConnection(t *testing.T) {
@@ -296,15 +302,11 @@ func TestHijackedConnection(t *testing.T) {
 func TestIdleConnectionsDoNotDelayStop(t *testing.T) {
 	const budget = 5 * time.Second
 	accepted := make(chan struct{}, 1)
-	s := New(&http.Server{
-		Addr:    "127.0.0.1:0",
-		Handler: http.NotFoundHandler(),
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				accepted <- struct{}{}
-			}
-		},
-	})
+	s := New("127.0.0.1:0", http.NotFoundHandler(), WithConnState(func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			accepted <- struct{}{}
+		}
+	}))
 	r := start(t, s)
 	conn, err := net.Dial("tcp", r.addr)
 	require.NoError(t, err)
@@ -332,10 +334,11 @@ func TestHTTP2(t *testing.T) {
 		{
 			name: "h2c",
 			server: func(h http.Handler) *Server {
-				srv := &http.Server{Addr: "127.0.0.1:0", Handler: h, Protocols: new(http.Protocols)}
-				srv.Protocols.SetHTTP1(true)
-				srv.Protocols.SetUnencryptedHTTP2(true)
-				return New(srv)
+				s := New("127.0.0.1:0", h)
+				s.HTTP().Protocols = new(http.Protocols)
+				s.HTTP().Protocols.SetHTTP1(true)
+				s.HTTP().Protocols.SetUnencryptedHTTP2(true)
+				return s
 			},
 			client: func() *http.Transport {
 				tr := &http.Transport{Protocols: new(http.Protocols)}
@@ -347,8 +350,7 @@ func TestHTTP2(t *testing.T) {
 		{
 			name: "TLS",
 			server: func(h http.Handler) *Server {
-				srv := &http.Server{Addr: "127.0.0.1:0", Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
-				return New(srv, WithTLS("", ""))
+				return New("127.0.0.1:0", h, WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))
 			},
 			client: func() *http.Transport {
 				return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
@@ -424,7 +426,7 @@ func TestStopInAnyOrder(t *testing.T) {
 	t.Run("before Start", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		s := New(&http.Server{}, WithListener(ln))
+		s := New("", nil, WithListener(ln))
 		require.NoError(t, s.Stop(context.Background()))
 		require.NoError(t, s.Start(context.Background()), "Start after Stop")
 		_, err = net.Dial("tcp", ln.Addr().String())
@@ -482,7 +484,7 @@ func TestStopInAnyOrder(t *testing.T) {
 func TestServeErrorEndsStart(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	s := New(&http.Server{}, WithListener(ln))
+	s := New("", nil, WithListener(ln))
 	done := make(chan error, 1)
 	go func() { done <- s.Start(context.Background()) }()
 	recv(t, s.Ready(), "ready")
@@ -490,4 +492,70 @@ func TestServeErrorEndsStart(t *testing.T) {
 	err = recv(t, done, "Start")
 	assert.ErrorIs(t, err, net.ErrClosed, "Start reports that Serve failed")
 	assert.NoError(t, s.Stop(context.Background()))
+}
+
+// The Server owns four fields of HTTP(): a change to one is an error of Start
+// that names it, before anything is bound; the other fields are the user's.
+func TestOwnedFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(srv *http.Server)
+		want   string
+	}{
+		{"Handler", func(srv *http.Server) { srv.Handler = http.NotFoundHandler() }, "Handler (give the handler to New)"},
+		{"ConnState", func(srv *http.Server) { srv.ConnState = func(net.Conn, http.ConnState) {} }, "ConnState (use WithConnState)"},
+		{"ConnContext", func(srv *http.Server) {
+			srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return ctx }
+		}, "ConnContext (use WithConnContext)"},
+		{"BaseContext", func(srv *http.Server) { srv.BaseContext = nil }, "BaseContext"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(http.NotFoundHandler())
+			tt.change(s.HTTP())
+			err := s.Start(context.Background())
+			require.ErrorContains(t, err, "httpcomponent: the Server owns these fields of HTTP(), which were changed: "+tt.want)
+			assert.Nil(t, s.Addr(), "nothing bound")
+			assert.NoError(t, s.Stop(context.Background()))
+		})
+	}
+	t.Run("other fields are the user's", func(t *testing.T) {
+		s := newServer(http.NotFoundHandler())
+		s.HTTP().ReadHeaderTimeout = time.Second
+		s.HTTP().MaxHeaderBytes = 1 << 12
+		r := start(t, s)
+		assert.Equal(t, time.Second, s.HTTP().ReadHeaderTimeout)
+		res := get(client(t), r.url)
+		require.NoError(t, res.err)
+		assert.Equal(t, http.StatusNotFound, res.status)
+	})
+}
+
+// WithConnState and WithConnContext are called from the Server's own hooks,
+// and request contexts carry the values of Start's context.
+func TestConnHooks(t *testing.T) {
+	type key struct{}
+	type startKey struct{}
+	states := make(chan http.ConnState, 16)
+	s := New("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = fmt.Fprintf(w, "%v %v", r.Context().Value(key{}), r.Context().Value(startKey{}))
+	}), WithConnState(func(_ net.Conn, st http.ConnState) { states <- st }),
+		WithConnContext(func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, key{}, "conn")
+		}))
+	r := &running{s: s, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = s.Start(context.WithValue(context.Background(), startKey{}, "start"))
+	}()
+	recv(t, s.Ready(), "ready")
+	t.Cleanup(func() {
+		_ = s.Stop(context.Background())
+		<-r.done
+	})
+	res := get(client(t), "http://"+s.Addr().String())
+	require.NoError(t, res.err)
+	assert.Equal(t, "conn start", res.body)
+	assert.Equal(t, http.StateNew, recv(t, states, "ConnState"))
+	assert.Equal(t, http.StateActive, recv(t, states, "ConnState"))
 }

@@ -54,13 +54,12 @@ func TestRequestArrivingAcrossStop(t *testing.T) {
 	for _, keepAlive := range []bool{false, true} {
 		t.Run(fmt.Sprintf("keep-alive=%v", keepAlive), func(t *testing.T) {
 			accepted := make(chan struct{}, 1)
-			srv := &http.Server{Addr: "127.0.0.1:0", Handler: okHandler, ConnState: func(_ net.Conn, st http.ConnState) {
+			s := New("127.0.0.1:0", okHandler, WithConnState(func(_ net.Conn, st http.ConnState) {
 				if st == http.StateNew {
 					accepted <- struct{}{}
 				}
-			}}
-			shut := shutdownSeen(srv)
-			s := New(srv)
+			}))
+			shut := shutdownSeen(s.HTTP())
 			listenerClosed := make(chan struct{})
 			s.testListenerClosed = func() { close(listenerClosed) }
 			r := start(t, s)
@@ -115,7 +114,7 @@ func TestTLSListener(t *testing.T) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "proto=%d tls=%v", r.ProtoMajor, r.TLS != nil)
 	})
-	s := New(&http.Server{Handler: mux}, WithListener(tls.NewListener(inner, tlsConfig(cert))))
+	s := New("", mux, WithListener(tls.NewListener(inner, tlsConfig(cert))))
 	r := start(t, s)
 	base := "https://" + r.addr
 
@@ -251,9 +250,12 @@ func hammer(t *testing.T, url string, clients int, newClient func() *http.Client
 	return tally
 }
 
-// TestQueueDrainThroughWrappedListener: behind a listener that wraps the TCP
-// listener and says so (Unwrap), the connections queued when the stop begins
-// are still served, in a hammer of new connections (one per request).
+// TestQueueDrainThroughWrappedListener: behind a wrapper of the socket the
+// Server binds (WithListenerWrapper) that says so (Unwrap), the connections
+// queued when the stop begins are still served, and the socket is shut down
+// in the same step, in a hammer of new connections (one per request). (A
+// listener given with WithListener is never shut down: see the table's
+// WithListener row.)
 func TestQueueDrainThroughWrappedListener(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("closing a listener resets the connections in its accept queue; only the Linux listener drains them")
@@ -261,9 +263,9 @@ func TestQueueDrainThroughWrappedListener(t *testing.T) {
 	rounds := hammerRounds(t, 3)
 	var total hammerTally
 	for range rounds {
-		inner, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		s := New(&http.Server{Handler: okHandler}, WithListener(unwrapping{newLimitListener(inner, 64)}))
+		s := New("127.0.0.1:0", okHandler, WithListenerWrapper(func(ln net.Listener) net.Listener {
+			return unwrapping{newLimitListener(ln, 64)}
+		}))
 		r := start(t, s)
 		tally := hammer(t, r.url+"/", 16, func() *http.Client {
 			return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: wait}
@@ -338,15 +340,14 @@ func h2Client(pool *x509.CertPool, tlsOn bool) *http.Transport {
 // h2Server returns a Server for h, speaking HTTP/2 over TLS (WithTLS) or
 // unencrypted.
 func h2Server(cert tls.Certificate, tlsOn bool, h http.Handler, opts ...Option) *Server {
-	srv := &http.Server{Addr: "127.0.0.1:0", Handler: h}
 	if tlsOn {
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-		return New(srv, append(opts, WithTLS("", ""))...)
+		return New("127.0.0.1:0", h, append(opts, WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}))...)
 	}
-	srv.Protocols = new(http.Protocols)
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
-	return New(srv, opts...)
+	s := New("127.0.0.1:0", h, opts...)
+	s.HTTP().Protocols = new(http.Protocols)
+	s.HTTP().Protocols.SetHTTP1(true)
+	s.HTTP().Protocols.SetUnencryptedHTTP2(true)
+	return s
 }
 
 // TestHTTP2IdleConnectionStopsFast: an idle HTTP/2 connection does not hold
@@ -427,9 +428,9 @@ func TestTLSHandshakeOnlyConnection(t *testing.T) {
 			if viaListener {
 				inner, err := net.Listen("tcp", "127.0.0.1:0")
 				require.NoError(t, err)
-				s = New(&http.Server{Handler: okHandler}, WithListener(tls.NewListener(inner, tlsConfig(cert))))
+				s = New("", okHandler, WithListener(tls.NewListener(inner, tlsConfig(cert))))
 			} else {
-				s = New(&http.Server{Addr: "127.0.0.1:0", Handler: okHandler, TLSConfig: tlsConfig(cert)}, WithTLS("", ""))
+				s = New("127.0.0.1:0", okHandler, WithTLS(tlsConfig(cert)))
 			}
 			r := start(t, s)
 			conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: pool})

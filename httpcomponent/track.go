@@ -239,10 +239,17 @@ func (t *tracker) closeAll() {
 	}
 }
 
-func (t *tracker) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.conns)
+// inFlight returns how many connections are open and how many handlers run
+// on them.
+func (t *tracker) inFlight() (conns, requests int) {
+	for _, c := range t.snapshot() {
+		if c.raw != nil && c.closed.Load() && c.handlers.Load() == 0 {
+			continue // closed, about to be forgotten
+		}
+		conns++
+		requests += int(c.handlers.Load())
+	}
+	return conns, requests
 }
 
 // empty reports whether every connection has ended. Called with t.mu held.

@@ -294,7 +294,9 @@ func TestSharedSocketSurvivesStop(t *testing.T) {
 		}
 		g := lifecycle.New(lifecycle.WithSignals(), lifecycle.WithLogger(nil), lifecycle.WithDrainDelay(0))
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "round %d", round) })
-		g.Add("http", httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: waitBound}, httpcomponent.WithListener(ln)))
+		web := httpcomponent.New("", h, httpcomponent.WithListener(ln))
+		web.HTTP().ReadHeaderTimeout = waitBound
+		g.Add("http", web)
 		ctx, cancel := context.WithCancel(context.Background())
 		res := run(g, ctx)
 		<-g.Ready()

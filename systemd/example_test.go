@@ -102,8 +102,9 @@ func ExampleListeners_Inherited() {
 
 	const budget = 10 * time.Second
 	g := lifecycle.New(systemd.Notify(), lifecycle.WithShutdownTimeout(budget))
-	srv := &http.Server{Addr: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second}
-	g.Add("http", httpcomponent.New(srv, httpcomponent.WithListener(ln), httpcomponent.WithHealth(g)))
+	web := httpcomponent.New("127.0.0.1:8080", http.DefaultServeMux, httpcomponent.WithListener(ln), httpcomponent.WithHealth(g))
+	web.HTTP().ReadHeaderTimeout = 5 * time.Second
+	g.Add("http", web)
 	os.Exit(lifecycle.ExitCode(g.Run(context.Background())))
 }
 

@@ -60,7 +60,9 @@ func childMain() int {
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = io.WriteString(w, name+" untaken-cloexec="+untakenCloexec(ls))
 		})
-		g.Add(name, httpcomponent.New(&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, httpcomponent.WithListener(ln)))
+		web := httpcomponent.New("", h, httpcomponent.WithListener(ln))
+		web.HTTP().ReadHeaderTimeout = 5 * time.Second
+		g.Add(name, web)
 	}
 	err = g.Run(context.Background())
 	if err != nil {

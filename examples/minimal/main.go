@@ -37,8 +37,7 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello") })
-	srv := &http.Server{Addr: cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"), Handler: mux}
-	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g))) // also serves /readyz and /livez
+	g.Add("http", httpcomponent.New(cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8080"), mux, httpcomponent.WithHealth(g))) // also serves /readyz and /livez
 
 	os.Exit(lifecycle.ExitCode(g.Run(context.Background())))
 }

@@ -204,20 +204,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	mux.Handle("GET /jobs/stats", statsHandler(q, log))
 	mux.Handle("GET /healthz", g.LiveHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	httpServer := httpcomponent.New(&http.Server{
-		Addr:              o.httpAddr,
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       time.Minute,
-		ConnState: func(c net.Conn, st http.ConnState) {
+	httpServer := httpcomponent.New(o.httpAddr, mux, httpcomponent.WithHealth(g), httpcomponent.WithListener(sockets.http),
+		httpcomponent.WithConnState(func(c net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				log.Debug("http: connection accepted", "remote", c.RemoteAddr().String())
 			}
-		},
-	}, httpcomponent.WithHealth(g), httpcomponent.WithListener(sockets.http))
+		}))
+	httpServer.HTTP().ReadHeaderTimeout = 5 * time.Second
+	httpServer.HTTP().IdleTimeout = time.Minute
 	// The gRPC server has the grpc.health.v1 service: SERVING once the whole
 	// Group runs, NOT_SERVING from the first moment of the drain.
-	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithServingAfter(g), grpccomponent.WithListener(sockets.grpc))
+	grpcServer := grpccomponent.New(o.grpcAddr, grpccomponent.WithHealth(g), grpccomponent.WithListener(sockets.grpc))
 	grpcServer.GRPC().RegisterService(&jobsDesc, &jobsServer{q: q, log: log})
 
 	// The database is needed by everything, so it opens first and closes

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"os"
 
 	"github.com/graceful-go/graceful/benchmarks/internal/app"
@@ -31,8 +30,7 @@ func main() {
 	}
 	g := lifecycle.New(opts...)
 
-	srv := &http.Server{Addr: cfg.Addr, Handler: app.Handler(cfg.Delay)}
-	g.Add("http", httpcomponent.New(srv, httpcomponent.WithHealth(g)))
+	g.Add("http", httpcomponent.New(cfg.Addr, app.Handler(cfg.Delay), httpcomponent.WithHealth(g)))
 	g.Add("worker", lifecycle.Func(func(ctx context.Context) error {
 		return app.Worker(ctx, cfg.Hang)
 	}))
