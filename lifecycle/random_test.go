@@ -1326,6 +1326,14 @@ func (k *rndChecker) stopOrder(ci int) {
 			}
 			from = max(from, settled)
 		}
+		// Its turn may come while its ready is on the way (its Start had
+		// returned, so whether it is stopped depends on that ready): then it
+		// is stopped as soon as its ready arrives.
+		for k := from + 1; k < a.stopping; k++ {
+			if evs[k].Kind == EventReady && evs[k].Component == c.name {
+				from = k
+			}
+		}
 		for k := from + 1; k < a.stopping; k++ {
 			if evs[k].Kind != EventStopping {
 				fail("%s stopped late: %v %s came between what it waited for and its stop", c.name, evs[k].Kind, evs[k].Component)
