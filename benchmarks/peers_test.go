@@ -43,27 +43,29 @@ var peers = []peer{
 
 // A kind is one way of writing a trivial component with graceful.
 type kind struct {
-	name string
-	make func() lifecycle.Component
+	name  string
+	make  func() lifecycle.Component
+	after bool // added with After(): needs nothing, starts and stops concurrently
 }
 
 // kinds are the components whose start+stop is measured: a Component
-// written by hand (Start blocks until Stop), lifecycle.Func and
-// lifecycle.Worker.
+// written by hand (Start blocks until Stop), in graceful's default chain and
+// independent (After()), lifecycle.Func and lifecycle.Worker.
 var kinds = []kind{
-	{"plain", func() lifecycle.Component { return newTrivial() }},
+	{"plain", func() lifecycle.Component { return newTrivial() }, false},
+	{"plain-after", func() lifecycle.Component { return newTrivial() }, true},
 	{"func", func() lifecycle.Component {
 		return lifecycle.Func(func(ctx context.Context) error {
 			<-ctx.Done()
 			return nil
 		})
-	}},
+	}, false},
 	{"worker", func() lifecycle.Component {
 		return lifecycle.Worker(func(_ context.Context, stopping <-chan struct{}) error {
 			<-stopping
 			return nil
 		})
-	}},
+	}, false},
 }
 
 // trivial is the smallest Component a user can write: Start blocks until
@@ -111,8 +113,12 @@ func runUntilReady(g *lifecycle.Group) (time.Duration, error) {
 // it is ready, and stops it.
 func gracefulStartStop(k kind, n int) error {
 	g := newGroup()
+	var opts []lifecycle.AddOption
+	if k.after {
+		opts = append(opts, lifecycle.After())
+	}
 	for i := range n {
-		g.Add(names[i], k.make())
+		g.Add(names[i], k.make(), opts...)
 	}
 	_, err := runUntilReady(g)
 	return err

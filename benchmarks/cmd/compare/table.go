@@ -127,6 +127,7 @@ var (
 	sizes = []string{"1", "100", "1000", "10000"}
 	kinds = []struct{ name, title string }{
 		{"plain", "a trivial Component"},
+		{"plain-after", "a trivial Component, After()"},
 		{"func", "lifecycle.Func"},
 		{"worker", "lifecycle.Worker"},
 	}
