@@ -156,3 +156,20 @@ BenchmarkSlowStart/peer=fx-2                          1  1 ns/op  104.0 ms-to-re
 		t.Errorf("benchRow2: have %q, want %q", have, want)
 	}
 }
+
+// TestHangGraceful runs the graceful application whose worker's stop hangs,
+// with the hang scenario's arguments, and checks that it starts (its
+// configuration is valid) and exits with ExitTimeout.
+func TestHangGraceful(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs an application")
+	}
+	bins := buildApps(t)
+	r, err := runHang(bins["graceful"], hung.args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.exited || r.code != "exit 3" {
+		t.Errorf("have %+v, want exited with exit 3", r)
+	}
+}
