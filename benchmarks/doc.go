@@ -6,13 +6,17 @@
 //
 //	go test -run '^$' -bench . -benchmem
 //
-// BenchmarkStartStop starts and stops N trivial components (N = 10, 1 000,
-// 10 000) and reports ns/component and allocs/component; BenchmarkSlowStart
-// starts 20 components that each take 5 ms to become ready and reports
-// ms-to-ready; BenchmarkShutdown stops an idle HTTP server and a worker and
-// reports µs-to-stop, the supervisor's share of an idle SIGTERM → exit. The
-// process-level comparison is cmd/compare, driven by run.sh, which also
-// prints the table.
+// BenchmarkStartStop starts and stops N trivial components (N = 1, 100,
+// 1 000, 10 000; on graceful a hand-written Component, the same with After(),
+// lifecycle.Func and lifecycle.Worker) and reports ns, B and allocs per
+// component; BenchmarkSlowStart starts 20 components that each take 5 ms to
+// become ready and reports ms-to-ready; BenchmarkStopTwo stops an HTTP and a
+// gRPC server that each finish a request and reports ms-to-stop;
+// BenchmarkShutdown stops an idle HTTP server and a worker and reports
+// µs-to-stop, the supervisor's share of an idle SIGTERM → exit;
+// BenchmarkRestart, BenchmarkStatus and BenchmarkLabels measure graceful's
+// supervision. The process-level comparison is cmd/compare, driven by
+// run.sh, which also prints the tables.
 //
 // This is a module of its own so that the library's module graph does not
 // pull in the peers.

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// A peer runs the same two scenarios on one supervisor.
+// A peer runs the same scenarios on one supervisor.
 //
 // startStop starts n trivial components (each a goroutine that blocks until
 // it is told to stop, with its own stop channel or context), waits until all
@@ -20,19 +20,62 @@ import (
 //
 // slowStart does the same with n components that each take d to become
 // ready, and returns the time from the beginning of the start until all are
-// ready.
+// ready. The components need nothing of each other; a peer that knows no
+// dependencies (fx) starts them in order all the same.
+//
+// stopTwo runs an HTTP and a gRPC server, each with one request in flight
+// that ends d after its own server was asked to stop, and returns the time
+// from the request to stop until everything has returned (see stop_test.go).
 type peer struct {
 	name      string
 	startStop func(n int) error
 	slowStart func(n int, d time.Duration) (time.Duration, error)
+	stopTwo   func(d time.Duration) (time.Duration, error)
 }
 
+// peers are the libraries graceful is measured against, in table order.
+// graceful itself comes in several variants, in variants.
 var peers = []peer{
-	{"graceful", gracefulStartStop, gracefulSlowStart},
-	{"oklog", oklogStartStop, oklogSlowStart},
-	{"fx", fxStartStop, fxSlowStart},
-	{"errgroup", errgroupStartStop, errgroupSlowStart},
+	{"oklog", oklogStartStop, oklogSlowStart, oklogStopTwo},
+	{"fx", fxStartStop, fxSlowStart, fxStopTwo},
+	{"errgroup", errgroupStartStop, errgroupSlowStart, errgroupStopTwo},
 }
+
+// A kind is one way of writing a trivial component with graceful.
+type kind struct {
+	name  string
+	make  func() lifecycle.Component
+	after bool // added with After(): needs nothing, starts and stops concurrently
+}
+
+// kinds are the components whose start+stop is measured: a Component
+// written by hand (Start blocks until Stop), in graceful's default chain and
+// independent (After()), lifecycle.Func and lifecycle.Worker.
+var kinds = []kind{
+	{"plain", func() lifecycle.Component { return newTrivial() }, false},
+	{"plain-after", func() lifecycle.Component { return newTrivial() }, true},
+	{"func", func() lifecycle.Component {
+		return lifecycle.Func(func(ctx context.Context) error {
+			<-ctx.Done()
+			return nil
+		})
+	}, false},
+	{"worker", func() lifecycle.Component {
+		return lifecycle.Worker(func(_ context.Context, stopping <-chan struct{}) error {
+			<-stopping
+			return nil
+		})
+	}, false},
+}
+
+// trivial is the smallest Component a user can write: Start blocks until
+// Stop. It is not a Readier, so it is ready once its Start is called.
+type trivial struct{ quit chan struct{} }
+
+func newTrivial() *trivial { return &trivial{quit: make(chan struct{})} }
+
+func (c *trivial) Start(context.Context) error { <-c.quit; return nil }
+func (c *trivial) Stop(context.Context) error  { close(c.quit); return nil }
 
 // names holds component names, built once, so that no peer pays for
 // formatting them.
@@ -66,25 +109,35 @@ func runUntilReady(g *lifecycle.Group) (time.Duration, error) {
 	return took, err
 }
 
-func gracefulStartStop(n int) error {
+// gracefulStartStop adds n components of kind k to a Group, runs it until
+// it is ready, and stops it.
+func gracefulStartStop(k kind, n int) error {
 	g := newGroup()
+	var opts []lifecycle.AddOption
+	if k.after {
+		opts = append(opts, lifecycle.After())
+	}
 	for i := range n {
-		g.Add(names[i], lifecycle.Func(func(ctx context.Context) error {
-			<-ctx.Done()
-			return nil
-		}))
+		g.Add(names[i], k.make(), opts...)
 	}
 	_, err := runUntilReady(g)
 	return err
 }
 
-func gracefulSlowStart(n int, d time.Duration) (time.Duration, error) {
+// gracefulSlowStart starts n components that each take d to be ready: in a
+// chain (graceful's default without After: each needs the one added before
+// it), or independent (After(): each needs nothing).
+func gracefulSlowStart(n int, d time.Duration, independent bool) (time.Duration, error) {
 	g := newGroup()
+	var opts []lifecycle.AddOption
+	if independent {
+		opts = append(opts, lifecycle.After())
+	}
 	for i := range n {
 		g.Add(names[i], lifecycle.Hooks(func(context.Context) error {
 			time.Sleep(d)
 			return nil
-		}, nil))
+		}, nil), opts...)
 	}
 	return runUntilReady(g)
 }

@@ -124,3 +124,52 @@ PASS
 		}
 	}
 }
+
+// TestStartStopTable checks the ratio to oklog/run and the verdict on the
+// target in the start+stop table.
+func TestStartStopTable(t *testing.T) {
+	const out = `BenchmarkStartStop/n=100/kind=plain/peer=graceful-2   1  1 ns/op  3000 ns/component  10.00 allocs/component  400 B/component
+BenchmarkStartStop/n=100/kind=func/peer=graceful-2    1  1 ns/op  5000 ns/component  10.00 allocs/component  400 B/component
+BenchmarkStartStop/n=100/peer=oklog-2                 1  1 ns/op  2000 ns/component   5.00 allocs/component  200 B/component
+BenchmarkSlowStart/graph=independent/peer=graceful-2  1  1 ns/op  5.5 ms-to-ready
+BenchmarkSlowStart/peer=fx-2                          1  1 ns/op  104.0 ms-to-ready
+`
+	b, err := parseBench(bufio.NewScanner(strings.NewReader(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	printStartStop(&sb, b)
+	table := sb.String()
+	for _, want := range []string{
+		"| 100 | a trivial Component | 3000 / 400 / 10.0 | 2000 / 200 / 5.0 | ×1.50, ×2.00 | yes |",
+		"| 100 | lifecycle.Func | 5000 / 400 / 10.0 | 2000 / 200 / 5.0 | ×2.50, ×2.00 | allocs only |",
+		"| 100 | lifecycle.Worker | — | 2000 / 200 / 5.0 | — | — |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q; have:\n%s", want, table)
+		}
+	}
+	sb.Reset()
+	benchRow2(&sb, b, "SlowStart/graph=independent", "SlowStart", "ms-to-ready", "slow", "%.1f")
+	if have, want := sb.String(), "| slow | 5.5 | — | 104.0 (×18.91) | — |\n"; have != want {
+		t.Errorf("benchRow2: have %q, want %q", have, want)
+	}
+}
+
+// TestHangGraceful runs the graceful application whose worker's stop hangs,
+// with the hang scenario's arguments, and checks that it starts (its
+// configuration is valid) and exits with ExitTimeout.
+func TestHangGraceful(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs an application")
+	}
+	bins := buildApps(t)
+	r, err := runHang(bins["graceful"], hung.args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.exited || r.code != "exit 3" {
+		t.Errorf("have %+v, want exited with exit 3", r)
+	}
+}

@@ -29,8 +29,8 @@ type Config struct {
 	// Budget is the shutdown budget; zero means the peer's default (graceful
 	// 25 s, fx 15 s, errgroup 25 s as written here; oklog/run has none).
 	Budget time.Duration
-	// Drain is graceful's drain delay; negative means its default (a fifth of
-	// the budget). The other peers have no drain delay and ignore it.
+	// Drain is graceful's drain delay; negative means its default (5 s, or a
+	// fifth of the budget when the budget is 5 s or less). The other peers have no drain delay and ignore it.
 	Drain time.Duration
 	// Hang makes the worker ignore the request to stop: its stop never
 	// returns.

@@ -22,8 +22,13 @@ func main() {
 	if cfg.Budget > 0 {
 		opts = append(opts, lifecycle.WithShutdownTimeout(cfg.Budget))
 	}
-	if cfg.Drain >= 0 {
+	switch {
+	case cfg.Drain >= 0:
 		opts = append(opts, lifecycle.WithDrainDelay(cfg.Drain))
+	case cfg.Budget > 0 && cfg.Budget <= lifecycle.DefaultDrainDelay:
+		// The default drain delay (5 s) must be shorter than the budget:
+		// with a short budget, keep a fifth of it.
+		opts = append(opts, lifecycle.WithDrainDelay(cfg.Budget/5))
 	}
 	if cfg.Quiet {
 		opts = append(opts, lifecycle.WithLogger(nil))
