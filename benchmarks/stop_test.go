@@ -169,8 +169,8 @@ func gracefulStopTwo(d time.Duration, independent bool) (time.Duration, error) {
 	if independent {
 		opts = append(opts, lifecycle.After())
 	}
-	hs := httpcomponent.New(&http.Server{Addr: "127.0.0.1:0", Handler: p.httpHandler()})
-	gs := grpccomponent.New("127.0.0.1:0", grpccomponent.WithoutHealth())
+	hs := httpcomponent.New("127.0.0.1:0", p.httpHandler())
+	gs := grpccomponent.New("127.0.0.1:0")
 	p.register(gs.GRPC())
 	g.Add("http", hs, opts...)
 	g.Add("grpc", gs, opts...)
