@@ -18,7 +18,7 @@ func link(units []*unit, byName map[string]*unit) []error {
 	for i, u := range units {
 		switch {
 		case !u.spec.afterSet && i > 0:
-			u.needs = []*unit{units[i-1]}
+			u.needs = units[i-1 : i : i] // no allocation for the common chain
 		case u.spec.afterSet:
 			seen := make(map[string]bool, len(u.spec.after))
 			for _, name := range u.spec.after {
@@ -38,8 +38,16 @@ func link(units []*unit, byName map[string]*unit) []error {
 	if len(errs) > 0 {
 		return errs
 	}
-	for _, u := range units {
+	for i, u := range units {
 		for _, d := range u.needs {
+			if d.neededBy == nil && i > 0 && d == units[i-1] {
+				d.neededBy = units[i : i+1 : i+1] // the chain again: no allocation
+				continue
+			}
+			if len(d.neededBy) > 0 && cap(d.neededBy) == len(d.neededBy) {
+				d.neededBy = append(d.neededBy[:len(d.neededBy):len(d.neededBy)], u) // copies: never writes into units
+				continue
+			}
 			d.neededBy = append(d.neededBy, u)
 		}
 	}

@@ -3,9 +3,11 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -582,4 +584,25 @@ func TestVerboseHealth(t *testing.T) {
 	code, body = get("/readyz?verbose")
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Equal(t, "[-]lifecycle failed: stopped\n[-]db failed: stopped\nreadyz check failed\n", body)
+}
+
+// TestTimersHeap: the loop's timers come out in time order, whatever the
+// order they went in.
+func TestTimersHeap(t *testing.T) {
+	var h timers
+	base := time.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []time.Time
+	for range 500 {
+		at := base.Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+		h.push(timer{at: at})
+		want = append(want, at)
+	}
+	slices.SortFunc(want, func(a, b time.Time) int { return a.Compare(b) })
+	for i, w := range want {
+		if got := h.pop().at; !got.Equal(w) {
+			t.Fatalf("pop %d: %v, want %v", i, got.Sub(base), w.Sub(base))
+		}
+	}
+	assert.Empty(t, h)
 }

@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,16 +77,44 @@ type timer struct {
 	gen  int
 }
 
+// timers is a min-heap of timers by time (container/heap's algorithm,
+// without its boxing of every timer into an interface).
 type timers []timer
 
-func (h timers) Len() int           { return len(h) }
-func (h timers) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timers) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timers) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timers) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
+func (h *timers) push(t timer) {
+	*h = append(*h, t)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q[i].at.Before(q[p].at) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+func (h *timers) pop() timer {
+	q := *h
+	t := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && q[l].at.Before(q[m].at) {
+			m = l
+		}
+		if r := l + 1; r < n && q[r].at.Before(q[m].at) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
 	return t
 }
 
@@ -105,10 +133,18 @@ type run struct {
 
 	units []*unit
 
-	msgs   chan msg
-	over   chan struct{} // closed when the loop has ended
-	wake   chan struct{} // a request is waiting (buffered, 1)
-	toStop chan struct{} // component mode: closed when Start must return
+	// The inbox: the goroutines of the run append their messages under
+	// inMu and wake the loop when the inbox was empty; the loop takes them
+	// all at once. (A channel send per message costs each goroutine a
+	// select and the loop a wake-up per message.)
+	inMu     sync.Mutex
+	inbox    []msg
+	spare    []msg
+	inClosed bool          // the loop has ended: messages are dropped
+	inWake   chan struct{} // buffered, 1
+	over     chan struct{} // closed when the loop has ended
+	wake     chan struct{} // a request is waiting (buffered, 1)
+	toStop   chan struct{} // component mode: closed when Start must return
 
 	base     context.Context // the caller's values, without its cancellation
 	stopBase context.Context // base, cancelled with ErrForced, with the cause
@@ -138,7 +174,7 @@ func newRun(g *Group, ctx context.Context, mode runMode) *run {
 		cfg:    &g.cfg,
 		mode:   mode,
 		units:  g.units,
-		msgs:   make(chan msg, 64),
+		inWake: make(chan struct{}, 1),
 		over:   make(chan struct{}),
 		wake:   g.wake,
 		toStop: make(chan struct{}),
@@ -178,18 +214,48 @@ type causeKey struct{}
 // for; see [ComponentError.Stacks].
 const labelKey = "lifecycle.component"
 
-// send reports m to the loop, or drops it if the loop has ended.
+// send reports m to the loop, or drops it if the loop has ended. It never
+// blocks.
 func (r *run) send(m msg) {
-	select {
-	case r.msgs <- m:
-	case <-r.over:
+	r.inMu.Lock()
+	if r.inClosed {
+		r.inMu.Unlock()
+		return
 	}
+	wake := len(r.inbox) == 0
+	r.inbox = append(r.inbox, m)
+	r.inMu.Unlock()
+	if wake {
+		select {
+		case r.inWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeInbox returns the messages waiting, in the order they were sent.
+func (r *run) takeInbox() []msg {
+	r.inMu.Lock()
+	batch := r.inbox
+	r.inbox = r.spare[:0]
+	r.inMu.Unlock()
+	r.spare = batch
+	return batch
+}
+
+// closeInbox drops the messages sent from now on.
+func (r *run) closeInbox() {
+	r.inMu.Lock()
+	r.inClosed = true
+	r.inbox = nil
+	r.inMu.Unlock()
 }
 
 // loop runs the Group until every component has stopped. ctx is the
 // caller's: its end begins the shutdown (Run) or forces it (Start).
 func (r *run) loop(ctx context.Context) {
 	defer close(r.over)
+	defer r.closeInbox()
 	var sigs chan os.Signal
 	if r.mode == modeRun && len(r.cfg.signals) > 0 {
 		sigs = make(chan os.Signal, 2)
@@ -216,8 +282,10 @@ func (r *run) loop(ctx context.Context) {
 			r.clock.Reset(time.Until(armed))
 		}
 		select {
-		case m := <-r.msgs:
-			r.handle(m)
+		case <-r.inWake:
+			for _, m := range r.takeInbox() {
+				r.handle(m)
+			}
 		case <-r.clock.C:
 			armed = time.Time{}
 			r.tick()
@@ -308,7 +376,7 @@ func (r *run) record(err error) {
 	r.g.mu.Unlock()
 }
 
-func (r *run) schedule(t timer) { heap.Push(&r.timers, t) }
+func (r *run) schedule(t timer) { r.timers.push(t) }
 
 // beginStart launches the components that need nothing.
 func (r *run) beginStart() {
@@ -852,7 +920,7 @@ func (r *run) maybeEnd() {
 func (r *run) tick() {
 	now := time.Now()
 	for len(r.timers) > 0 && !r.timers[0].at.After(now) {
-		t := heap.Pop(&r.timers).(timer)
+		t := r.timers.pop()
 		switch t.kind {
 		case timerStart:
 			if r.phase == PhaseStarting && r.cause == nil {
