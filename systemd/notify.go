@@ -15,8 +15,9 @@ import (
 	"github.com/graceful-go/graceful/lifecycle"
 )
 
-// runGrace is how long after the shutdown deadline lifecycle's Run may still
-// take to return: the hard-close grace its documentation promises (200 ms).
+// runGrace is a margin past the shutdown deadline: lifecycle's Run returns
+// within the deadline, and this covers the scheduling of its last steps on a
+// loaded machine.
 const runGrace = 200 * time.Millisecond
 
 // extendMargin is added to the rest of the budget in EXTEND_TIMEOUT_USEC: the
@@ -35,8 +36,8 @@ const maxStatus = 400
 //   - READY=1 (and STATUS=running) when every component is ready;
 //   - STOPPING=1 when the shutdown begins, then EXTEND_TIMEOUT_USEC set to
 //     the rest of the shutdown budget (until the Deadline of the
-//     lifecycle.EventShutdown event), plus the 200 ms within which Run
-//     returns after the deadline, plus a margin of 1 s for the program to exit,
+//     lifecycle.EventShutdown event; Run returns within it), plus 200 ms of
+//     scheduling margin, plus a margin of 1 s for the program to exit,
 //     so that systemd waits for a shutdown that keeps to its budget even when
 //     TimeoutStopSec is shorter; again when the Group begins to stop its
 //     components;
@@ -268,8 +269,8 @@ func (n *Notifier) shutdownBegan(ev lifecycle.Event) {
 	n.extendLocked()
 }
 
-// extendLocked asks systemd to wait until the shutdown deadline, plus Run's
-// grace, plus the margin for the exit. It sends nothing when the deadline is
+// extendLocked asks systemd to wait until the shutdown deadline, plus the
+// scheduling margin, plus the margin for the exit. It sends nothing when the deadline is
 // unknown or the Group is wedged or forced: then systemd's own stop timeout
 // applies.
 func (n *Notifier) extendLocked() {
