@@ -144,7 +144,7 @@ func (d *database) open(ctx context.Context) error {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	if err := d.migrate(ctx, db); err != nil {
-		db.Close()
+		_ = db.Close() // the migration error is the one to report
 		return fmt.Errorf("db: %s: %w", d.cfg.show, err)
 	}
 	d.db = db

@@ -20,7 +20,7 @@ func workHandler(db *database, delay time.Duration, log *slog.Logger) http.Handl
 		if err == nil {
 			err = c.PingContext(ctx)
 			if err != nil {
-				c.Close()
+				_ = c.Close() // the ping error is the one to report
 			}
 		}
 		if err != nil {
