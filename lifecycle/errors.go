@@ -57,6 +57,8 @@ type ComponentError struct {
 	Stacks []byte
 }
 
+// Error returns "<verb> <component>: <error>", the verb saying what the
+// component was doing: start, run, drain or stop.
 func (e *ComponentError) Error() string {
 	return e.Phase.verb() + " " + e.Component + ": " + e.Err.Error()
 }
@@ -72,6 +74,7 @@ type PanicError struct {
 	Stack []byte // the panicking goroutine's stack, as debug.Stack returns it
 }
 
+// Error returns "panic: " and the panic value.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 
 // Unwrap returns the panic value when it is an error, so that errors.Is and
@@ -88,6 +91,7 @@ type SignalError struct {
 	Signal os.Signal
 }
 
+// Error names the signal.
 func (e *SignalError) Error() string { return "lifecycle: received signal " + e.Signal.String() }
 
 // Exit codes that [ExitCode] returns.
@@ -134,6 +138,8 @@ type GaveUpError struct {
 	Errs     []error       // its last failures, oldest first (at most 3)
 }
 
+// Error says how many restarts were made within the window, and the last
+// failures.
 func (e *GaveUpError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "gave up after %d restarts within %v", e.Restarts, e.Window)

@@ -27,6 +27,8 @@ const (
 
 var phaseNames = [...]string{"idle", "starting", "running", "draining", "stopping", "stopped"}
 
+// String returns the phase's name: "idle", "starting", "running",
+// "draining", "stopping" or "stopped".
 func (p Phase) String() string {
 	if p < 0 || int(p) >= len(phaseNames) {
 		return "phase(" + strconv.Itoa(int(p)) + ")"
@@ -72,6 +74,8 @@ const (
 
 var kindNames = [...]string{"", "phase", "shutdown", "forced", "starting", "ready", "exited", "draining", "drained", "stopping", "stopped", "abandoned", "restarting", "gave-up"}
 
+// String returns the kind's name, as the logs print it ("starting",
+// "ready", "gave-up", ...).
 func (k EventKind) String() string {
 	if k <= 0 || int(k) >= len(kindNames) {
 		return "event(" + strconv.Itoa(int(k)) + ")"

@@ -55,6 +55,8 @@ const (
 
 var stateNames = [...]string{"idle", "starting", "running", "exited", "stopping", "backoff", "failed", "stopped", "abandoned"}
 
+// String returns the state's name, as Status and the verbose health
+// handlers print it ("running", "backoff", ...).
 func (s State) String() string {
 	if s < 0 || int(s) >= len(stateNames) {
 		return "state(" + strconv.Itoa(int(s)) + ")"

@@ -24,6 +24,7 @@ const (
 
 var stepNames = [...]string{"", "start", "ready", "drain", "stop"}
 
+// String returns the step's name: "start", "ready", "drain" or "stop".
 func (s Step) String() string {
 	if s <= 0 || int(s) >= len(stepNames) {
 		return "step(" + strconv.Itoa(int(s)) + ")"

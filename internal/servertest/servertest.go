@@ -67,6 +67,7 @@ const (
 	HealthNotServing               // HTTP: /readyz 503; gRPC: NOT_SERVING
 )
 
+// String returns what the check says: "absent", "serving" or "not serving".
 func (h Health) String() string {
 	return [...]string{"absent", "serving", "not serving"}[h]
 }
