@@ -275,7 +275,10 @@ func (r *run) loop(ctx context.Context) {
 		r.beginStart()
 	}
 	done := ctx.Done()
-	var stopDone <-chan struct{}
+	var stopDone <-chan struct{} // the context of the Stop that asked to stop (component mode)
+	if r.stopReq != nil {
+		stopDone = r.stopReq.Done()
+	}
 	for r.phase != PhaseStopped {
 		if len(r.timers) > 0 && !r.timers[0].at.Equal(armed) {
 			armed = r.timers[0].at
@@ -362,7 +365,6 @@ func (r *run) recordEach(u *unit, phase Phase, err error) {
 	r.record(&ComponentError{Component: u.name, Phase: phase, Err: err})
 }
 
-// record keeps err for Run's (or Start's, or Stop's) return.
 // setErr sets u's last failure, which Status reads.
 func (r *run) setErr(u *unit, err error) {
 	r.g.mu.Lock()
@@ -370,6 +372,7 @@ func (r *run) setErr(u *unit, err error) {
 	r.g.mu.Unlock()
 }
 
+// record keeps err for Run's (or Start's, or Stop's) return.
 func (r *run) record(err error) {
 	r.g.mu.Lock()
 	r.g.errs = append(r.g.errs, err)
