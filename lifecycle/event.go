@@ -148,6 +148,9 @@ func (r *run) log(ev Event) {
 			if d := ev.Deadline.Sub(ev.Time); d > 0 {
 				msg = "lifecycle: draining: readiness is off; serving on for the drain delay so that load balancers stop routing here"
 				attrs = append(attrs, slog.Duration("for", d.Round(time.Millisecond)))
+				if r.mode == modeRun && len(r.cfg.signals) > 0 {
+					attrs = append(attrs, slog.String("hint", "a second signal (Ctrl-C) stops at once"))
+				}
 			} else {
 				msg = "lifecycle: draining: readiness is off"
 			}
@@ -246,7 +249,7 @@ func (r *run) logProgress() {
 		}
 	}
 	if len(waiting) == 0 {
-		if r.phase == PhaseDraining && time.Until(r.drainUntil) > 0 {
+		if r.phase == PhaseDraining && time.Until(r.drainUntil) >= time.Second {
 			l.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle: still draining",
 				slog.Duration("left", time.Until(r.drainUntil).Round(time.Millisecond)))
 		}

@@ -188,12 +188,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		lifecycle.WithShutdownTimeout(o.shutdownTimeout),
 		lifecycle.WithDrainDelay(o.drainDelay),
 		lifecycle.WithLogger(log),
-		lifecycle.WithObserver(func(ev lifecycle.Event) {
-			if ev.Kind == lifecycle.EventPhase && ev.Phase == lifecycle.PhaseDraining && o.drainDelay > 0 {
-				log.Info("server: draining: /readyz answers 503 while requests are still served, so that load balancers stop routing here; signal again (Ctrl-C) to stop at once",
-					"drain_delay", o.drainDelay)
-			}
-		}),
 	)
 
 	// The HTTP server serves /readyz and /livez itself (WithHealth); /healthz
