@@ -30,6 +30,17 @@
 // component's Stop context is done a little before its end (a fifth of its
 // time, at most 200 ms), which is the time it has to close hard.
 //
+// # Supervision
+//
+// A component's failure shuts the Group down, unless it has a [Restart]
+// policy (it is stopped, then started again after a backoff, within an
+// intensity limit) or is [Optional] (when it gives up, the Group runs on
+// without it, degraded). [Group.Status] and the verbose health handlers say
+// where each component is; an abandoned component's [ComponentError] carries
+// the stacks of its own goroutines.
+//
+// # Nesting
+//
 // A Group is itself a [Component], so the modules of a monolith can each have a
 // Group of their own under one parent.
 package lifecycle
