@@ -1157,3 +1157,286 @@ func TestRandomSupervise(t *testing.T) {
 		t.Errorf("the generator missed a kind of schedule: %s", tally.String())
 	}
 }
+
+// nestComp is a component of a nested Group in TestRandomSuperviseNested:
+// ready at once, then it runs until Stop, or fails at once if fail is set.
+type nestComp struct {
+	name                  string
+	fail                  bool
+	err                   error
+	seq                   *atomic.Int64
+	quit, startDone       chan struct{}
+	quitOnce              sync.Once
+	startCalls, stopCalls atomic.Int32
+	stopSeq               atomic.Int64
+	fired                 atomic.Bool
+}
+
+func (c *nestComp) Start(ctx context.Context) error {
+	c.startCalls.Add(1)
+	defer close(c.startDone)
+	if c.fail {
+		c.fired.Store(true)
+		return c.err
+	}
+	select {
+	case <-c.quit:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (c *nestComp) Stop(ctx context.Context) error {
+	c.stopCalls.Add(1)
+	c.stopSeq.Store(c.seq.Add(1))
+	c.quitOnce.Do(func() { close(c.quit) })
+	select {
+	case <-c.startDone:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// TestRandomSuperviseNested: a nested Group as one node of a random chain,
+// restarted (a fresh Group from RestartPolicy.New) or optional or neither,
+// whose first instance may have a component that fails at once. Checked:
+// every inner component started is stopped once; the inner components of
+// the Group that runs at the shutdown stop after the node's dependent has
+// stopped and within the node's own stop (between its EventStopping and
+// EventStopped); a failure that shuts the parent down is in Run's error
+// with the innermost *ComponentError naming the inner component; one that
+// is restarted or given up is not in Run's error.
+func TestRandomSuperviseNested(t *testing.T) {
+	var restarted, escalated, gaveUp atomic.Int32
+	sem := make(chan struct{}, rndParallel)
+	var wg sync.WaitGroup
+	for seed := range uint64(100) {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				switch nestRun(t, rand.New(rand.NewPCG(seed, 0x14057b7ef767814f))) {
+				case "restarted":
+					restarted.Add(1)
+				case "escalated":
+					escalated.Add(1)
+				case "gaveup":
+					gaveUp.Add(1)
+				}
+			})
+		})
+	}
+	wg.Wait()
+	t.Logf("%d nested Groups restarted, %d shut the parent down, %d given up", restarted.Load(), escalated.Load(), gaveUp.Load())
+	if restarted.Load() == 0 || escalated.Load() == 0 || gaveUp.Load() == 0 {
+		t.Errorf("the generator missed a kind of schedule")
+	}
+}
+
+func nestRun(t *testing.T, r *rand.Rand) (outcome string) {
+	var (
+		seq      atomic.Int64
+		mu       sync.Mutex
+		evs      []rndEvent
+		prefix   = fmt.Sprintf("n%d-", rndRunID.Add(1))
+		n        = 2 + r.IntN(3)
+		at       = r.IntN(n)
+		m        = 1 + r.IntN(3)
+		failIdx  = -1
+		optional = r.IntN(3) == 0
+		restart  = r.IntN(2) == 0
+		childs   [][]*nestComp // the inner components of each child Group made
+	)
+	if r.IntN(3) != 0 {
+		failIdx = r.IntN(m)
+	}
+	name := func(i int) string { return fmt.Sprintf("%sc%d", prefix, i) }
+	observe := func(ev Event) {
+		mu.Lock()
+		evs = append(evs, rndEvent{ev, seq.Add(1)})
+		mu.Unlock()
+	}
+	newChild := func() Component {
+		mu.Lock()
+		k := len(childs)
+		mu.Unlock()
+		child := New(WithLogger(nil), WithObserver(observe))
+		var inner []*nestComp
+		for j := range m {
+			c := &nestComp{name: fmt.Sprintf("%sin%d", prefix, j), fail: k == 0 && j == failIdx, seq: &seq,
+				quit: make(chan struct{}), startDone: make(chan struct{})}
+			c.err = fmt.Errorf("injected failure of %s in child %d", c.name, k)
+			inner = append(inner, c)
+			child.Add(c.name, c)
+		}
+		mu.Lock()
+		childs = append(childs, inner)
+		mu.Unlock()
+		return child
+	}
+	g := New(WithSignals(), WithLogger(nil), WithShutdownTimeout(supBudget), WithDrainDelay(0), WithObserver(observe))
+	plain := make([]*nestComp, n)
+	for i := range n {
+		if i == at {
+			var opts []AddOption
+			if restart {
+				opts = append(opts, Restart(RestartPolicy{MaxRestarts: 2, Window: time.Minute, New: newChild}))
+			}
+			if optional {
+				opts = append(opts, Optional())
+			}
+			g.Add(name(i), newChild(), opts...)
+			continue
+		}
+		plain[i] = &nestComp{name: name(i), seq: &seq, quit: make(chan struct{}), startDone: make(chan struct{})}
+		g.Add(name(i), plain[i])
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- g.Run(context.Background()) }()
+	limit := time.NewTimer(rndFailsafe)
+	defer limit.Stop()
+	select {
+	case <-g.Ready():
+		if restart && failIdx >= 0 {
+			// The restarted child is ready: its EventReady is that of attempt 1.
+			for {
+				mu.Lock()
+				ok := false
+				for _, ev := range evs {
+					ok = ok || ev.Kind == EventReady && ev.Component == name(at) && ev.Attempt == 1
+				}
+				mu.Unlock()
+				if ok {
+					break
+				}
+				select {
+				case <-limit.C:
+					t.Fatalf("the nested Group was never ready again")
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}
+		g.Shutdown(errRndShutdown)
+	case err := <-errc:
+		errc <- err
+	case <-limit.C:
+	}
+	var err error
+	select {
+	case err = <-errc:
+	case <-limit.C:
+		t.Fatalf("Run did not return")
+	}
+	var failsafe = time.NewTimer(rndFailsafe)
+	defer failsafe.Stop()
+	rndWaitGone(t, prefix, failsafe.C, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	defer func() {
+		if t.Failed() {
+			t.Logf("n=%d at=%d m=%d fail=%d optional=%t restart=%t err=%v\nevents:%s", n, at, m, failIdx, optional, restart, err,
+				supDump(evs, evs[0].Time, &supPlan{comps: []*supComp{{name: prefix}}}))
+		}
+	}()
+	find := func(k EventKind, comp string, attempt int) int64 {
+		var seen int
+		for _, ev := range evs {
+			if ev.Kind == k && ev.Component == comp {
+				if k == EventStopping || k == EventStopped {
+					if seen == attempt {
+						return ev.seq
+					}
+					seen++
+					continue
+				}
+				return ev.seq
+			}
+		}
+		return -1
+	}
+	for k, inner := range childs {
+		for _, c := range inner {
+			if st, sp := c.startCalls.Load(), c.stopCalls.Load(); st > 1 || sp != st && !c.fail {
+				t.Errorf("child %d, %s: Start×%d Stop×%d; want Stop once per Start", k, c.name, st, sp)
+			}
+		}
+	}
+	// The child that ran at the shutdown: its components stop within its
+	// stop, after its dependent stopped.
+	var last []*nestComp
+	for _, inner := range childs {
+		if inner[0].startCalls.Load() > 0 {
+			last = inner
+		}
+	}
+	stops, inShutdown := 0, false
+	for _, ev := range evs {
+		if ev.Kind == EventStopping && ev.Component == name(at) {
+			stops++
+			// A Group given up (or stopped to restart) while the parent
+			// runs is stopped at once: one for one, its dependents go on.
+			inShutdown = ev.Phase == PhaseStopping
+		}
+	}
+	nodeStop, nodeStopped := find(EventStopping, name(at), stops-1), find(EventStopped, name(at), stops-1)
+	for _, c := range last {
+		if c.fired.Load() || c.stopCalls.Load() == 0 {
+			continue
+		}
+		if s := c.stopSeq.Load(); s < nodeStop || nodeStopped >= 0 && s > nodeStopped {
+			t.Errorf("%s stopped outside its Group's stop (%d not in %d..%d)", c.name, s, nodeStop, nodeStopped)
+		}
+		if at+1 < n && inShutdown {
+			if dep := find(EventStopped, name(at+1), 0); dep >= 0 && c.stopSeq.Load() < dep {
+				t.Errorf("%s stopped before %s, which needs its Group, had stopped", c.name, name(at+1))
+			}
+		}
+	}
+	// Errors: the failure is in Run's error, naming the inner component,
+	// iff it shut the parent down.
+	if failIdx < 0 {
+		if err != nil {
+			t.Errorf("Run: %v; want nil", err)
+		}
+		return "clean"
+	}
+	failed := childs[0][failIdx]
+	inErr := errors.Is(err, failed.err)
+	// The driver's shutdown may come before the parent hears of the
+	// failure: then the failure is one of the shutdown, and reported as any.
+	driverShut, exited := int64(-1), find(EventExited, name(at), 0)
+	for _, ev := range evs {
+		if ev.Kind == EventShutdown && ev.Err == errRndShutdown {
+			driverShut = ev.seq
+		}
+	}
+	switch {
+	case driverShut >= 0 && exited > driverShut:
+		return "late"
+	case restart:
+		outcome = "restarted"
+		if inErr {
+			t.Errorf("a nested Group restarted after its failure, yet Run's error holds it: %v", err)
+		}
+	case optional:
+		outcome = "gaveup"
+		if inErr || find(EventGaveUp, name(at), 0) < 0 {
+			t.Errorf("an optional nested Group failed: in Run's error %t, EventGaveUp %t; want false, true", inErr, find(EventGaveUp, name(at), 0) >= 0)
+		}
+	default:
+		outcome = "escalated"
+		if !inErr {
+			t.Errorf("Run: %v; want the failure of %s", err, failed.name)
+			break
+		}
+		var ce *ComponentError
+		innermost := ""
+		for e := error(err); errors.As(e, &ce); e = ce.Err {
+			innermost = ce.Component
+		}
+		if innermost != failed.name {
+			t.Errorf("Run: %v; the innermost *ComponentError names %q, want %q", err, innermost, failed.name)
+		}
+	}
+	return outcome
+}
