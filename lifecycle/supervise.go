@@ -68,7 +68,10 @@ func Restart(p RestartPolicy) AddOption {
 // [Group.Status] and the verbose health handlers say so. An optional
 // component does not gate readiness: the Group is ready while it starts
 // again or after it gave up. Components that need it and have not started
-// yet give up with it (they are never started); those running go on.
+// yet give up with it (they are never started); those running go on. Once
+// the shutdown has begun, an optional component's errors (a Start that
+// fails while draining, a Stop that fails or is abandoned) are reported in
+// Run's error like any other's: the run did not end cleanly.
 func Optional() AddOption {
 	return func(s *spec) { s.optional = true }
 }
