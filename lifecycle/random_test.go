@@ -173,11 +173,11 @@ const (
 	// rndSched is the scheduling latency the checker allows: a component
 	// whose time to stop was at least this long must get a live Stop
 	// context and must not be abandoned unless it hangs.
-	rndSched = 40 * time.Millisecond
+	rndSched = 80 * time.Millisecond
 	// rndSlack is how much later than a deadline a deadline's consequence
 	// (Run returning, a component abandoned) may be seen: two shared cores,
 	// -race, several runs at once.
-	rndSlack = 150 * time.Millisecond
+	rndSlack = 250 * time.Millisecond
 	// rndFailsafe bounds every wait of the test: far more than any run
 	// takes (budget, start timeout and slack), so that a Group that never
 	// ends fails the test rather than hanging it.
