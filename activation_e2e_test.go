@@ -426,43 +426,6 @@ func startActivated(t *testing.T, pname string, sock *os.File, name, bin string,
 	return startProcFiles(t, pname, []string{"LISTEN_FDS=1", "LISTEN_FDNAMES=" + name}, []*os.File{sock}, "/bin/sh", sh...)
 }
 
-// startProcFiles is startProcEnv (lifecycle_test.go) with files passed to the
-// process as file descriptors 3, 4, ...
-func startProcFiles(t *testing.T, name string, env []string, files []*os.File, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, stdout: &lineBuf{}, stderr: &lineBuf{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = t.TempDir()
-	p.cmd.Env = append(os.Environ(), env...)
-	if os.Getenv("GORACE") == "" {
-		p.cmd.Env = append(p.cmd.Env, "GORACE=atexit_sleep_ms=0")
-	}
-	p.cmd.ExtraFiles = files
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.WaitDelay = time.Second
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		p.exitedAt = time.Now()
-		p.exitCode = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s (exit status %d) stderr, last lines:\n%s", name, p.exitCode, strings.Join(p.stderr.tail(40), "\n"))
-		}
-	})
-	return p
-}
-
 // findSocketActivate returns the path of systemd-socket-activate (Debian
 // package systemd). Without it the test fails under CI, and is skipped,
 // saying why, elsewhere.

@@ -607,6 +607,13 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 
 func startProcEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcFiles(t, name, env, nil, bin, args...)
+}
+
+// startProcFiles is startProcEnv with files passed to the process as file
+// descriptors 3, 4, ... (socket activation).
+func startProcFiles(t *testing.T, name string, env []string, files []*os.File, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, stdout: &lineBuf{}, stderr: &lineBuf{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = t.TempDir()
@@ -616,6 +623,7 @@ func startProcEnv(t *testing.T, name string, env []string, bin string, args ...s
 		// reports; the exit timings here are those of the program.
 		p.cmd.Env = append(p.cmd.Env, "GORACE=atexit_sleep_ms=0")
 	}
+	p.cmd.ExtraFiles = files
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {

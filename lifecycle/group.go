@@ -199,7 +199,7 @@ func (g *Group) Run(ctx context.Context) error {
 	began := time.Now()
 	r.logStart()
 	r.loop(ctx)
-	err = g.takeErrs(r)
+	err = g.takeErrs()
 	r.logSummary(err, began)
 	return err
 }
@@ -233,9 +233,9 @@ func (g *Group) Start(ctx context.Context) error {
 			return nil // Stop reports
 		}
 		<-g.returned
-		return g.takeErrs(r)
+		return g.takeErrs()
 	case <-r.toStop:
-		return g.takeErrs(r)
+		return g.takeErrs()
 	}
 }
 
@@ -300,9 +300,9 @@ func (g *Group) Stop(ctx context.Context) error {
 	}
 	select {
 	case <-r.over:
-		return g.takeErrs(r)
+		return g.takeErrs()
 	default:
-		return errors.Join(g.takeErrs(r), fmt.Errorf("components still stopping when Stop's context ended: %w", ErrTimeout))
+		return errors.Join(g.takeErrs(), fmt.Errorf("components still stopping when Stop's context ended: %w", ErrTimeout))
 	}
 }
 
@@ -482,7 +482,7 @@ func (g *Group) begin(ctx context.Context, mode runMode, verb string) (*run, err
 }
 
 // takeErrs returns the errors recorded so far, joined, and forgets them.
-func (g *Group) takeErrs(*run) error {
+func (g *Group) takeErrs() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	errs := g.errs

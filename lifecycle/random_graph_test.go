@@ -21,25 +21,16 @@ import (
 // it once all that needs it has stopped.
 func TestRandomGraph(t *testing.T) {
 	var valid, cyclic, other atomic.Int32
-	sem := make(chan struct{}, rndParallel)
-	var wg sync.WaitGroup
-	for seed := range uint64(400) {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				switch graphCheck(t, rand.New(rand.NewPCG(seed, 0x2545f4914f6cdd1d))) {
-				case graphValid:
-					valid.Add(1)
-				case graphCycle:
-					cyclic.Add(1)
-				default:
-					other.Add(1)
-				}
-			})
-		})
-	}
-	wg.Wait()
+	rndEachSeed(t, 400, 0x2545f4914f6cdd1d, func(t *testing.T, r *rand.Rand) {
+		switch graphCheck(t, r) {
+		case graphValid:
+			valid.Add(1)
+		case graphCycle:
+			cyclic.Add(1)
+		default:
+			other.Add(1)
+		}
+	})
 	t.Logf("%d valid graphs, %d with a cycle, %d with an unknown name or a self-dependency", valid.Load(), cyclic.Load(), other.Load())
 	if valid.Load() == 0 || cyclic.Load() == 0 || other.Load() == 0 {
 		t.Errorf("the generator missed a kind of graph")

@@ -1137,21 +1137,12 @@ func (y *supTally) String() string {
 
 func TestRandomSupervise(t *testing.T) {
 	var tally supTally
-	sem := make(chan struct{}, rndParallel)
-	var wg sync.WaitGroup
-	for seed := range uint64(supSeeds) {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				p := supGenerate(rand.New(rand.NewPCG(seed, 0x5851f42d4c957f2d)))
-				res := supRun(t, p)
-				supCheck(t, p, res)
-				tally.add(p, res, t.Failed())
-			})
-		})
-	}
-	wg.Wait()
+	rndEachSeed(t, supSeeds, 0x5851f42d4c957f2d, func(t *testing.T, r *rand.Rand) {
+		p := supGenerate(r)
+		res := supRun(t, p)
+		supCheck(t, p, res)
+		tally.add(p, res, t.Failed())
+	})
 	t.Log(tally.String())
 	if tally.restarts == 0 || tally.gaveUp == 0 || tally.escalated == 0 || tally.cutShort == 0 {
 		t.Errorf("the generator missed a kind of schedule: %s", tally.String())
@@ -1208,25 +1199,16 @@ func (c *nestComp) Stop(ctx context.Context) error {
 // is restarted or given up is not in Run's error.
 func TestRandomSuperviseNested(t *testing.T) {
 	var restarted, escalated, gaveUp atomic.Int32
-	sem := make(chan struct{}, rndParallel)
-	var wg sync.WaitGroup
-	for seed := range uint64(100) {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				switch nestRun(t, rand.New(rand.NewPCG(seed, 0x14057b7ef767814f))) {
-				case "restarted":
-					restarted.Add(1)
-				case "escalated":
-					escalated.Add(1)
-				case "gaveup":
-					gaveUp.Add(1)
-				}
-			})
-		})
-	}
-	wg.Wait()
+	rndEachSeed(t, 100, 0x14057b7ef767814f, func(t *testing.T, r *rand.Rand) {
+		switch nestRun(t, r) {
+		case "restarted":
+			restarted.Add(1)
+		case "escalated":
+			escalated.Add(1)
+		case "gaveup":
+			gaveUp.Add(1)
+		}
+	})
 	t.Logf("%d nested Groups restarted, %d shut the parent down, %d given up", restarted.Load(), escalated.Load(), gaveUp.Load())
 	if restarted.Load() == 0 || escalated.Load() == 0 || gaveUp.Load() == 0 {
 		t.Errorf("the generator missed a kind of schedule")

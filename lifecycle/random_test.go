@@ -1781,22 +1781,31 @@ const (
 
 func TestRandom(t *testing.T) {
 	var tally rndTally
+	rndEachSeed(t, rndSeeds, 0x9e3779b97f4a7c15, func(t *testing.T, r *rand.Rand) {
+		p := rndGenerate(r)
+		res := rndRun(t, p)
+		rndCheck(t, p, res)
+		tally.add(p, res, t.Failed())
+	})
+	t.Log(tally.String())
+}
+
+// rndEachSeed runs fn as a subtest for seeds 0..n-1, rndParallel at a time,
+// each with a generator seeded by (seed, stream), and returns when all have
+// ended.
+func rndEachSeed(t *testing.T, n int, stream uint64, fn func(t *testing.T, r *rand.Rand)) {
 	sem := make(chan struct{}, rndParallel)
 	var wg sync.WaitGroup
-	for seed := range uint64(rndSeeds) {
+	for seed := range uint64(n) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-				p := rndGenerate(rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)))
-				res := rndRun(t, p)
-				rndCheck(t, p, res)
-				tally.add(p, res, t.Failed())
+				fn(t, rand.New(rand.NewPCG(seed, stream)))
 			})
 		})
 	}
 	wg.Wait()
-	t.Log(tally.String())
 }
 
 // rndTally sums up what the schedules of TestRandom did.

@@ -414,7 +414,6 @@ func (r *run) launch(u *unit) {
 	u.current.Store(int64(u.gen))
 	gen := u.gen
 	u.inStart = true
-	u.exitErr = nil
 	u.ctx, u.cancel = context.WithCancelCause(pprof.WithLabels(r.base, pprof.Labels(labelKey, r.label(u))))
 	r.setState(u, StateStarting)
 	r.emit(Event{Kind: EventStarting, Component: u.name, Attempt: u.restarts})
@@ -554,7 +553,6 @@ func (r *run) ready(u *unit) {
 // exited takes the news that u's Start returned err.
 func (r *run) exited(u *unit, err error) {
 	u.inStart = false
-	u.exitErr = err
 	r.emit(Event{Kind: EventExited, Component: u.name, Err: err})
 	switch u.state {
 	case StateStarting:

@@ -111,7 +111,6 @@ type unit struct {
 	failures  []failure     // recent failures, for the restart policy
 	streak    int           // failures in a row, for the backoff
 	restarts  int           // how many times it was started again
-	exitErr   error         // what its Start returned
 	gaveUp    bool          // it failed and will not be started again
 
 	// returned is the generation whose Start has returned, stored by the
